@@ -1,0 +1,252 @@
+"""The `notifier` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
+from notifier import intake, logs
+from notifier.config import CHANNELS, Settings, load_settings
+from notifier.redis_server import HOW_TO_GET_REDIS, answers, start_private
+from notifier.runtime import Runtime
+from notifier.service import PARTS, Service
+from notifier.subscribers import ImportError_, parse_csv
+from notifier.tokens import ROLES
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except (OSError, ValidationError) as e:
+        print(f"notifier: bad configuration: {e}", file=sys.stderr)
+        return 2
+    logs.setup(args.log_level)
+    try:
+        result: int = args.func(settings, args)
+        return result
+    except RedisError as e:
+        print(
+            f"notifier: Redis error: {e}\n{HOW_TO_GET_REDIS.format(url=settings.redis_url)}",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="notifier", description="The ward's notice service.")
+    p.add_argument("--config", type=Path, help="TOML file (default: config/notifier.toml)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="api, workers and scheduler in one process")
+    s.set_defaults(func=cmd_serve, parts=PARTS)
+    s = sub.add_parser("api", help="the HTTP api alone")
+    s.set_defaults(func=cmd_run, parts=("api",))
+    s = sub.add_parser("worker", help="dispatcher and channel workers")
+    s.add_argument("--channels", default=",".join(CHANNELS), help="comma-separated channels")
+    s.set_defaults(func=cmd_run, parts=("dispatch", "workers"))
+    s = sub.add_parser("scheduler", help="releases scheduled notices when due")
+    s.set_defaults(func=cmd_run, parts=("scheduler",))
+
+    t = sub.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
+    s = t.add_parser("create", help="print a new token once")
+    s.add_argument("--role", required=True, choices=ROLES)
+    s.add_argument("--name", required=True)
+    s.set_defaults(func=cmd_token_create)
+    t.add_parser("list").set_defaults(func=cmd_token_list)
+    s = t.add_parser("revoke")
+    s.add_argument("name")
+    s.set_defaults(func=cmd_token_revoke)
+
+    subs = sub.add_parser("subscribers", help="subscriber data")
+    sa = subs.add_subparsers(dest="action", required=True)
+    s = sa.add_parser("import", help="import a CSV: channel,address,name,areas,topics,language")
+    s.add_argument("file", type=Path)
+    s.set_defaults(func=cmd_subscribers_import)
+
+    s = sub.add_parser("post", help="put a notice on the intake stream from a JSON file")
+    s.add_argument("file", type=Path)
+    s.set_defaults(func=cmd_post)
+
+    sub.add_parser("check", help="which channels are live; whether Redis answers").set_defaults(
+        func=cmd_check
+    )
+    return p
+
+
+def with_runtime(settings: Settings, job: Callable[[Runtime], Awaitable[int]]) -> int:
+    async def run() -> int:
+        runtime = Runtime.open(settings)
+        try:
+            return await job(runtime)
+        finally:
+            await runtime.close()
+
+    return asyncio.run(run())
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        private = start_private(settings.redis_url, settings.outbox_dir.parent)
+    except RuntimeError as e:
+        print(f"notifier: {e}", file=sys.stderr)
+        return 1
+    if private is not None:
+        print(
+            f"notifier: no Redis was answering; started a private one at {settings.redis_url}"
+            f" (append-only, data in {settings.outbox_dir.parent / 'redis'})",
+            file=sys.stderr,
+        )
+    try:
+        return cmd_run(settings, args)
+    finally:
+        if private is not None:
+            private.terminate()
+            private.wait(timeout=30)
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    names = [c.strip() for c in getattr(args, "channels", ",".join(CHANNELS)).split(",") if c]
+    unknown = [n for n in names if n not in CHANNELS]
+    if unknown:
+        print(f"notifier: unknown channel(s) {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    if not answers(settings.redis_url):
+        print(f"notifier: {HOW_TO_GET_REDIS.format(url=settings.redis_url)}", file=sys.stderr)
+        return 1
+
+    async def run() -> int:
+        service = Service(settings, parts=args.parts, channel_names=names)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, service.request_stop)
+        await service.start()
+        if service.port is not None:
+            print(
+                f"notifier: listening on http://{settings.http_host}:{service.port}",
+                file=sys.stderr,
+            )
+        await service.wait()
+        await service.stop()
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
+    async def job(rt: Runtime) -> int:
+        try:
+            token = await rt.tokens.create(args.role, args.name)
+        except ValueError as e:
+            print(f"notifier: {e}", file=sys.stderr)
+            return 2
+        print(f"Token for {args.name} ({args.role}); it is shown only this once:")
+        print(token)
+        return 0
+
+    return with_runtime(settings, job)
+
+
+def cmd_token_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def job(rt: Runtime) -> int:
+        from datetime import UTC, datetime
+
+        for token in await rt.tokens.list():
+            created = datetime.fromtimestamp(token.created, UTC).isoformat(timespec="seconds")
+            print(f"{token.name}\t{token.role}\t{created}")
+        return 0
+
+    return with_runtime(settings, job)
+
+
+def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    async def job(rt: Runtime) -> int:
+        if not await rt.tokens.revoke(args.name):
+            print(f"notifier: no token named {args.name!r}", file=sys.stderr)
+            return 1
+        print(f"revoked {args.name}")
+        return 0
+
+    return with_runtime(settings, job)
+
+
+def cmd_subscribers_import(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        text = args.file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"notifier: can't read {args.file}: {e}", file=sys.stderr)
+        return 2
+
+    async def job(rt: Runtime) -> int:
+        try:
+            subscribers = parse_csv(text, rt.subscribers)
+        except ImportError_ as e:
+            for line in e.errors:
+                print(f"{args.file}: {line}", file=sys.stderr)
+            print(f"notifier: {e}", file=sys.stderr)
+            return 1
+        results = await rt.subscribers.save(subscribers)
+        new = sum(1 for _, created in results if created)
+        print(f"imported {len(results)} subscriber(s): {new} new, {len(results) - new} updated")
+        return 0
+
+    return with_runtime(settings, job)
+
+
+def cmd_post(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        data = json.loads(args.file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        print(f"notifier: can't read {args.file} as JSON: {e}", file=sys.stderr)
+        return 2
+    if isinstance(data, dict) and data.get("kind") == "announcement":
+        del data["kind"]  # the queue's form of a notice is welcome here too
+    try:
+        notice = intake.validate(data, settings)
+    except intake.Invalid as e:
+        for field, message in e.fields.items():
+            print(f"{args.file}: {field}: {message}", file=sys.stderr)
+        return 1
+
+    async def job(rt: Runtime) -> int:
+        accepted = await intake.enqueue(rt.notices, notice)
+        print(json.dumps({"id": accepted.id, "status": accepted.status}))
+        return 0
+
+    return with_runtime(settings, job)
+
+
+def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    ok = answers(settings.redis_url)
+    print(f"redis    {'answers' if ok else 'NOT ANSWERING'} at {settings.redis_url}")
+    for channel in CHANNELS:
+        missing = settings.missing_credentials(channel)
+        if channel == "print":
+            print(
+                f"print    PDFs to {settings.print_dir}; digest entries to "
+                f"{settings.outbox_dir / 'print'}"
+            )
+        elif missing:
+            print(
+                f"{channel:<8} outbox mode, writing to {settings.outbox_dir / channel}"
+                f" (not set: {', '.join(missing)})"
+            )
+        else:
+            print(f"{channel:<8} credentials set; live sending is not built yet, so outbox mode")
+    if settings.secret_key is None:
+        print("secret   NOTIFIER_SECRET_KEY is not set: fine for a trial, set it in production")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""One typed settings object: config/notifier.toml, overridden by NOTIFIER_* variables."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "notifier.toml"
+CHANNELS = ("line", "x", "email", "print")
+
+
+class Named(BaseModel):
+    code: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    name: str
+    name_en: str | None = None
+
+    def label(self, lang: str) -> str:
+        return self.name_en if lang == "en" and self.name_en else self.name
+
+
+class Ward(BaseModel):
+    """The ward's own data: areas, topics and languages are configuration, not code."""
+
+    name: str = "練馬区"
+    name_en: str = "Nerima City"
+    phone: str = "03-3993-1111"
+    areas: list[Named]
+    topics: list[Named]
+    languages: list[Named]
+
+    @model_validator(mode="after")
+    def _check(self) -> Ward:
+        for kind in ("areas", "topics", "languages"):
+            codes = [item.code for item in getattr(self, kind)]
+            if len(codes) != len(set(codes)):
+                raise ValueError(f"ward.{kind} has a code twice")
+            if not codes:
+                raise ValueError(f"ward.{kind} is empty")
+        if "ja" not in self.language_codes:
+            raise ValueError("ward.languages must include ja")
+        return self
+
+    @property
+    def area_codes(self) -> list[str]:
+        return [a.code for a in self.areas]
+
+    @property
+    def topic_codes(self) -> list[str]:
+        return [t.code for t in self.topics]
+
+    @property
+    def language_codes(self) -> list[str]:
+        return [lang.code for lang in self.languages]
+
+    def area(self, code: str) -> Named:
+        return next(a for a in self.areas if a.code == code)
+
+    def topic(self, code: str) -> Named:
+        return next(t for t in self.topics if t.code == code)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NOTIFIER_", extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "notifier:"
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=0, le=65535)
+    public_url: str = "http://127.0.0.1:8080"
+    outbox_dir: Path = Path("./var/outbox")
+    print_dir: Path = Path("./var/print")
+    timezone: str = "Asia/Tokyo"
+    digest_cron: str = "0 6 * * mon"
+
+    line_channel_access_token: SecretStr | None = None
+    line_channel_secret: SecretStr | None = None
+    line_api_url: str = "https://api.line.me"
+    x_consumer_key: SecretStr | None = None
+    x_consumer_secret: SecretStr | None = None
+    x_access_token: SecretStr | None = None
+    x_access_token_secret: SecretStr | None = None
+    x_api_url: str = "https://api.twitter.com"
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    mail_from: str | None = None
+    secret_key: SecretStr | None = None
+
+    visibility_timeout: float = Field(60.0, gt=0)
+    max_attempts: int = Field(8, ge=1)
+    retry_base_delay: float = Field(2.0, gt=0)
+    line_batch_size: int = Field(500, ge=1, le=500)
+    email_batch_size: int = Field(50, ge=1)
+    max_body_bytes: int = Field(256 * 1024, ge=1024)
+
+    ward: Ward
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        ZoneInfo(value)  # raises for an unknown zone
+        return value
+
+    @field_validator("public_url", "line_api_url", "x_api_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file's values, which arrive as init arguments.
+        return env_settings, init_settings
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def live(self, channel: str) -> bool:
+        """Whether a channel has the credentials to send for real (else: outbox mode)."""
+        return not self.missing_credentials(channel)
+
+    def missing_credentials(self, channel: str) -> list[str]:
+        needed = {
+            "line": ["line_channel_access_token", "line_channel_secret"],
+            "x": ["x_consumer_key", "x_consumer_secret", "x_access_token", "x_access_token_secret"],
+            "email": ["smtp_host", "mail_from"],
+            "print": [],
+        }[channel]
+        return [f"NOTIFIER_{name.upper()}" for name in needed if getattr(self, name) is None]
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read the TOML file (default config/notifier.toml), then let NOTIFIER_* win."""
+    path = path or DEFAULT_CONFIG
+    with path.open("rb") as fh:
+        values: dict[str, Any] = tomllib.load(fh)
+    values.update(overrides)
+    return Settings(**values)

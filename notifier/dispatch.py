@@ -1,0 +1,328 @@
+"""The dispatcher: reads the intake stream, schedules or fans a notice out to channel streams.
+
+For each notice: resolve the audience per channel, render once per (channel, language),
+cut the audience into batches and queue them, all in one transaction with the
+acknowledgement of the intake entry, so a crash at any point repeats the whole step
+or none of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, WatchError
+
+from channels import BaseChannel, channel_class
+from notifier.config import Settings
+from notifier.keys import Keys
+from notifier.logs import event
+from notifier.metrics import Metrics
+from notifier.models import Announcement, field_errors
+from notifier.render import Templates
+from notifier.streams import (
+    Fields,
+    StreamReply,
+    as_text,
+    consumer_name,
+    decode_fields,
+    ensure_group,
+    multi,
+)
+from notifier.subscribers import SubscriberStore
+
+log = logging.getLogger("notifier.dispatch")
+
+GROUP = "dispatch"
+ID_NAMESPACE = uuid.UUID("6f1d3a52-4d0e-4a55-9d3c-2f7a0c0b7e11")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One channel's share of a notice: its rendered content per language and its batches."""
+
+    channel: str
+    rendered: dict[str, dict[str, Any]]  # language → content
+    batches: list[dict[str, Any]]
+    recipients: int
+
+
+def cut(ids: list[str], size: int) -> list[list[str]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def lane(kind: str) -> str:
+    return "urgent" if kind == "alert" else "normal"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        keys: Keys,
+        templates: Templates,
+        subscribers: SubscriberStore,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.keys = keys
+        self.templates = templates
+        self.subscribers = subscribers
+        self.metrics = metrics
+        self.consumer = consumer_name()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        ready = False
+        next_reclaim = 0.0
+        while not stop.is_set():
+            try:
+                if not ready:
+                    await ensure_group(self.redis, self.keys.intake, GROUP)
+                    ready = True
+                if time.monotonic() >= next_reclaim:
+                    await self.reclaim()
+                    next_reclaim = time.monotonic() + self.settings.visibility_timeout / 2
+                replies = cast(
+                    "StreamReply | None",
+                    await self.redis.xreadgroup(
+                        GROUP, self.consumer, {self.keys.intake: ">"}, count=10, block=500
+                    ),
+                )
+                for _stream, entries in replies or []:
+                    for entry_id, fields in entries:
+                        await self.handle(entry_id.decode(), fields)
+            except RedisError as e:  # nothing acknowledged: the entry waits in the stream
+                event(log, "dispatch.redis_error", logging.WARNING, error=repr(e))
+                await asyncio.sleep(1.0)
+
+    async def reclaim(self) -> None:
+        """Take over intake entries a dead dispatcher left unacknowledged."""
+        min_idle = int(self.settings.visibility_timeout * 1000)
+        start = "0-0"
+        while True:
+            start_id, entries, *_ = await self.redis.xautoclaim(
+                self.keys.intake, GROUP, self.consumer, min_idle, start_id=start, count=50
+            )
+            for entry_id, fields in entries:
+                if fields:
+                    await self.handle(entry_id.decode(), fields)
+            start = start_id.decode() if isinstance(start_id, bytes) else start_id
+            if start == "0-0" or not entries:
+                return
+
+    async def handle(self, entry_id: str, raw_fields: dict[bytes, bytes]) -> None:
+        fields = decode_fields(raw_fields)
+        raw = fields.get("notice", "")
+        try:
+            data = json.loads(raw)
+        except ValueError as e:
+            await self.reject(entry_id, raw, f"not a JSON object: {e}")
+            return
+        if not isinstance(data, dict):
+            await self.reject(entry_id, raw, "not a JSON object: an announcement is an object")
+            return
+        try:
+            notice = Announcement.model_validate(
+                data, context={"ward": self.settings.ward, "now": None}
+            )
+        except ValidationError as e:
+            await self.reject(entry_id, raw, json.dumps(field_errors(e), ensure_ascii=False))
+            return
+        if notice.id is None:  # from another system: an id that a redelivery repeats
+            notice.id = uuid.uuid5(ID_NAMESPACE, self.keys.prefix + entry_id).hex
+        if notice.received_at is None:
+            notice.received_at = datetime.now(UTC)
+        started = time.perf_counter()
+        while True:
+            try:
+                await self._process(entry_id, notice)
+                break
+            except WatchError:
+                continue  # the notice changed under us (cancelled?): look again
+            except IdInUse:
+                await self.reject(entry_id, raw, "id: already used by another notice")
+                return
+            except RedisError:
+                raise
+            except Exception as e:  # a fault of ours (a template?): fail it visibly, don't loop
+                event(log, "dispatch.fault", logging.ERROR, notice=notice.id, error=repr(e))
+                await self.reject(entry_id, raw, f"could not dispatch: {type(e).__name__}: {e}")
+                await self.redis.hset(
+                    self.keys.notice(notice.id),
+                    mapping={"status": "failed", "error": repr(e), "updated": time.time()},
+                )
+                return
+        self.metrics.dispatch_seconds.observe(time.perf_counter() - started)
+
+    async def _process(self, entry_id: str, notice: Announcement) -> None:
+        assert notice.id is not None
+        key = self.keys.notice(notice.id)
+        record = cast("Fields", await self.redis.hgetall(key))
+        if record and not _same_except_time(record, notice):
+            raise IdInUse
+        now = datetime.now(UTC)
+        # never before its time: a dispatcher whose clock is behind the scheduler's puts the
+        # notice back, and the scheduler releases it again a second later
+        due = notice.publish_at is None or notice.publish_at <= now
+        plans = await self.plan(notice) if due else []
+        async with self.redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(key)
+            status = as_text(await pipe.hget(key, "status") or b"")
+            if status in ("cancelled", "dispatching", "done", "failed"):
+                multi(pipe)
+                self._ack(pipe, entry_id)
+                await pipe.execute()
+                event(log, "notice.skip", notice=notice.id, status=status)
+                return
+            multi(pipe)
+            if not record:
+                self._store(pipe, notice, "queued")
+            if not due:
+                assert notice.publish_at is not None
+                pipe.hset(key, mapping={"status": "scheduled", "updated": time.time()})
+                pipe.zadd(self.keys.scheduled, {notice.id: notice.publish_at.timestamp()})
+                self._ack(pipe, entry_id)
+                await pipe.execute()
+                event(log, "notice.scheduled", notice=notice.id, at=notice.publish_at.isoformat())
+                return
+            self._queue(pipe, notice, plans)
+            self._ack(pipe, entry_id)
+            await pipe.execute()
+        event(
+            log,
+            "notice.dispatched",
+            notice=notice.id,
+            kind=notice.kind,
+            recipients={p.channel: p.recipients for p in plans},
+            batches=sum(len(p.batches) for p in plans),
+        )
+
+    def _store(self, pipe: Any, notice: Announcement, status: str) -> None:
+        assert notice.id is not None
+        now = time.time()
+        pipe.hset(
+            self.keys.notice(notice.id),
+            mapping={
+                "notice": notice.model_dump_json(),
+                "kind": notice.kind,
+                "status": status,
+                "created": now,
+                "updated": now,
+            },
+        )
+        pipe.zadd(self.keys.notices, {notice.id: now})
+
+    def _queue(self, pipe: Any, notice: Announcement, plans: list[Plan]) -> None:
+        assert notice.id is not None
+        k = self.keys
+        total = sum(p.recipients for p in plans)
+        for p in plans:
+            for lang, content in p.rendered.items():
+                pipe.hset(k.rendered(notice.id), f"{p.channel}:{lang}", json.dumps(content))
+            pipe.hset(
+                k.progress(notice.id),
+                mapping={
+                    f"{p.channel}:recipients": p.recipients,
+                    f"{p.channel}:sent": 0,
+                    f"{p.channel}:failed": 0,
+                    f"{p.channel}:pending": p.recipients,
+                },
+            )
+            stream = k.delivery(p.channel, lane(notice.kind))
+            for batch in p.batches:
+                pipe.xadd(stream, {"data": json.dumps(batch)})
+        status = "dispatching" if total else "done"
+        pipe.hset(k.notice(notice.id), mapping={"status": status, "updated": time.time()})
+
+    def _ack(self, pipe: Any, entry_id: str) -> None:
+        pipe.xack(self.keys.intake, GROUP, entry_id)
+        pipe.xdel(self.keys.intake, entry_id)
+
+    async def plan(self, notice: Announcement) -> list[Plan]:
+        """Audience, rendering and batches for every channel of the notice (no writes)."""
+        plans = []
+        for name in notice.channels:
+            cls = channel_class(name)
+            groups = await self._groups(cls, notice)
+            batch_size = {
+                "line": self.settings.line_batch_size,
+                "email": self.settings.email_batch_size,
+            }.get(name, cls.batch_size)
+            rendered: dict[str, dict[str, Any]] = {}
+            batches: list[dict[str, Any]] = []
+            recipients = 0
+            for lang in sorted(groups):
+                members = groups[lang]
+                rendered[lang] = cls.compose(self.templates, notice, lang)
+                if cls.audience == "subscribers":
+                    chunks = cut(sorted(members), batch_size)
+                    sizes = [len(c) for c in chunks]
+                    areas: list[str] = []
+                else:
+                    chunks, sizes = [[]], [len(members)]
+                    areas = sorted(members) if cls.audience == "areas" else []
+                for chunk, size in zip(chunks, sizes, strict=True):
+                    batches.append(
+                        {
+                            "notice": notice.id,
+                            "kind": notice.kind,
+                            "channel": name,
+                            "lang": lang,
+                            "n": len(batches),
+                            "recipients": chunk,
+                            "areas": areas,
+                            "size": size,
+                            "attempt": 1,
+                        }
+                    )
+                    recipients += size
+            plans.append(Plan(name, rendered, batches, recipients))
+        return plans
+
+    async def _groups(self, cls: type[BaseChannel], notice: Announcement) -> dict[str, set[str]]:
+        """Recipients grouped by the language they will read it in."""
+        if cls.audience == "public":
+            return {"ja": {"public"}}
+        if cls.audience == "areas":
+            return {"ja": set(notice.areas or self.settings.ward.area_codes)}
+        kind: str = notice.kind  # widened: only announcements are modelled so far
+        topics = None if kind == "alert" else notice.topics
+        found = await self.subscribers.audience(cls.name, notice.areas, topics)
+        groups: dict[str, set[str]] = {}
+        for wanted, ids in found.by_language.items():
+            (lang,) = cls.languages(notice, {wanted})
+            groups.setdefault(lang, set()).update(ids)
+        return groups
+
+    async def reject(self, entry_id: str, raw: str, reason: str) -> None:
+        """An invalid entry moves to the rejected stream with its reason: nothing is dropped."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(
+                self.keys.rejected,
+                {"notice": raw, "reason": reason, "entry": entry_id, "at": time.time()},
+            )
+            self._ack(pipe, entry_id)
+            await pipe.execute()
+        event(log, "notice.rejected", logging.WARNING, entry=entry_id)
+
+
+class IdInUse(Exception):
+    """An entry names an id that belongs to a different notice."""
+
+
+def _same_except_time(record: dict[bytes, bytes], notice: Announcement) -> bool:
+    stored = json.loads(record[b"notice"])
+    fresh = json.loads(notice.model_dump_json())
+    stored.pop("received_at", None)
+    fresh.pop("received_at", None)
+    return bool(stored == fresh)

@@ -1,0 +1,57 @@
+"""Intake: check a notice as staff or a script sends it, and queue it once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from notifier.config import Settings
+from notifier.models import Announcement, field_errors
+from notifier.store import Accepted, NoticeStore
+
+
+class Invalid(ValueError):
+    """Input that fails validation; ``fields`` has one message per field."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in fields.items()))
+        self.fields = fields
+
+
+def validate(data: Any, settings: Settings, now: datetime | None = None) -> Announcement:
+    """Return the notice ready to queue, or raise Invalid naming every bad field."""
+    if not isinstance(data, dict):
+        raise Invalid({"body": "must be a JSON object"})
+    assigned = {f: "is assigned by the service" for f in ("id", "received_at") if f in data}
+    now = now or datetime.now(UTC)
+    try:
+        notice = Announcement.model_validate(data, context={"ward": settings.ward, "now": now})
+    except ValidationError as e:
+        raise Invalid({**field_errors(e), **assigned}) from None
+    if assigned:
+        raise Invalid(assigned)
+    notice.id = secrets.token_hex(8)
+    notice.received_at = now
+    return notice
+
+
+def body_digest(data: Any) -> str:
+    canonical = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def enqueue(
+    store: NoticeStore,
+    notice: Announcement,
+    idempotency: tuple[str, str] | None = None,
+) -> Accepted:
+    assert notice.id is not None and notice.received_at is not None
+    status = "scheduled" if notice.publish_at else "queued"
+    return await store.accept(
+        notice.id, notice.kind, notice.model_dump_json(), status, idempotency=idempotency
+    )

@@ -1,0 +1,96 @@
+"""Every Redis key the service uses, in one place, under one prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LANES = ("urgent", "normal")
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str
+
+    # intake and its dead-letter stream
+    @property
+    def intake(self) -> str:
+        return f"{self.prefix}intake"
+
+    @property
+    def rejected(self) -> str:
+        return f"{self.prefix}intake:rejected"
+
+    # notices
+    def notice(self, notice_id: str) -> str:
+        return f"{self.prefix}notice:{notice_id}"
+
+    def progress(self, notice_id: str) -> str:
+        return f"{self.prefix}progress:{notice_id}"
+
+    def rendered(self, notice_id: str) -> str:
+        return f"{self.prefix}rendered:{notice_id}"
+
+    def done_batches(self, notice_id: str, channel: str) -> str:
+        return f"{self.prefix}done:{notice_id}:{channel}"
+
+    def failures(self, notice_id: str) -> str:
+        return f"{self.prefix}failures:{notice_id}"
+
+    @property
+    def notices(self) -> str:
+        return f"{self.prefix}notices"
+
+    @property
+    def scheduled(self) -> str:
+        return f"{self.prefix}scheduled"
+
+    def idempotency(self, digest: str) -> str:
+        return f"{self.prefix}idem:{digest}"
+
+    # delivery
+    def delivery(self, channel: str, lane: str) -> str:
+        return f"{self.prefix}deliver:{channel}:{lane}"
+
+    @property
+    def retries(self) -> str:
+        return f"{self.prefix}retry"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.prefix}stats"
+
+    def digest_pool(self, area: str) -> str:
+        return f"{self.prefix}digest:{area}"
+
+    # subscribers
+    def subscriber(self, subscriber_id: str) -> str:
+        return f"{self.prefix}subscriber:{subscriber_id}"
+
+    @property
+    def subscriber_lookup(self) -> str:
+        return f"{self.prefix}sub:lookup"
+
+    def by_channel(self, channel: str) -> str:
+        return f"{self.prefix}sub:channel:{channel}"
+
+    def by_area(self, area: str) -> str:
+        return f"{self.prefix}sub:area:{area}"
+
+    def by_topic(self, topic: str) -> str:
+        return f"{self.prefix}sub:topic:{topic}"
+
+    def by_language(self, language: str) -> str:
+        return f"{self.prefix}sub:lang:{language}"
+
+    # tokens
+    @property
+    def tokens(self) -> str:
+        return f"{self.prefix}tokens"
+
+    @property
+    def token_hashes(self) -> str:
+        return f"{self.prefix}token-hashes"
+
+
+ALL = "_all"
+"""The set member standing for 'no choice made': the whole ward, or every topic."""

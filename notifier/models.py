@@ -1,0 +1,210 @@
+"""What a notice and a subscriber are, and how input is checked (pure: no I/O)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal, cast
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from notifier.config import CHANNELS, Ward
+
+Channel = Literal["line", "x", "email", "print"]
+NOTICE_ID = r"^[A-Za-z0-9_-]{1,64}$"
+LINE_USER_ID = re.compile(r"^U[0-9a-f]{32}$")
+MAX_SCHEDULE_AHEAD = timedelta(days=366)
+
+
+def _rfc3339_text(value: Any) -> Any:
+    """publish_at must be an RFC 3339 string, not a number or a bare date."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or "T" not in value.upper():
+        raise ValueError("must be an RFC 3339 date-time such as 2026-12-01T09:00:00+09:00")
+    return value
+
+
+PublishAt = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+
+
+def _ward(info: ValidationInfo) -> Ward:
+    context = info.context or {}
+    ward = context.get("ward")
+    if not isinstance(ward, Ward):
+        raise RuntimeError("validation needs the ward in its context")
+    return ward
+
+
+def _check_codes(values: list[str], known: list[str], what: str) -> list[str]:
+    unknown = [v for v in values if v not in known]
+    if unknown:
+        raise ValueError(
+            f"unknown {what} {', '.join(map(repr, unknown))}; known: {', '.join(known)}"
+        )
+    return list(dict.fromkeys(values))  # keep order, drop repeats
+
+
+def _all_channels() -> list[Channel]:
+    return cast("list[Channel]", list(CHANNELS))  # CHANNELS holds exactly these names
+
+
+class Translation(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    title: str = Field(min_length=1, max_length=100)
+    body: str = Field(min_length=1, max_length=5000)
+
+
+class Announcement(BaseModel):
+    """An announcement as staff post it (HTTP) and as other systems queue it (intake stream).
+
+    Validation needs the context ``{"ward": Ward, "now": datetime | None}``; with a ``now``,
+    a ``publish_at`` in the past is an error (at intake), without one it means "at once".
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    kind: Literal["announcement"] = "announcement"
+    id: str | None = Field(default=None, pattern=NOTICE_ID)
+    title: str = Field(min_length=1, max_length=100)
+    body: str = Field(min_length=1, max_length=5000)
+    topics: list[str] = Field(min_length=1)
+    areas: list[str]
+    channels: list[Channel] = Field(default_factory=_all_channels, min_length=1)
+    url: str | None = Field(default=None, max_length=2000)
+    publish_at: PublishAt | None = None
+    translations: dict[str, Translation] = Field(default_factory=dict)
+    received_at: AwareDatetime | None = None
+
+    @field_validator("topics")
+    @classmethod
+    def _topics(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return _check_codes(value, _ward(info).topic_codes, "topic")
+
+    @field_validator("areas")
+    @classmethod
+    def _areas(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return _check_codes(value, _ward(info).area_codes, "area")
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, value: list[Channel]) -> list[Channel]:
+        return list(dict.fromkeys(value))
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.match(r"^https://[^\s/?#]+\.[^\s/?#]+(?:[/?#]\S*)?$", value):
+            raise ValueError("must be an https:// link, such as https://www.city.nerima.tokyo.jp/")
+        return value
+
+    @field_validator("publish_at")
+    @classmethod
+    def _future(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        now = (info.context or {}).get("now")
+        if value is None or now is None:
+            return value
+        if value <= now:
+            raise ValueError("is in the past; leave it out to publish at once")
+        if value - now > MAX_SCHEDULE_AHEAD:
+            raise ValueError("is more than a year ahead")
+        return value
+
+    @field_validator("translations")
+    @classmethod
+    def _languages(
+        cls, value: dict[str, Translation], info: ValidationInfo
+    ) -> dict[str, Translation]:
+        others = [code for code in _ward(info).language_codes if code != "ja"]
+        _check_codes(list(value), others, "translation language")
+        return value
+
+    @property
+    def effective_at(self) -> datetime:
+        """When the notice is published: its schedule, else when it was received."""
+        when = self.publish_at or self.received_at
+        if when is None:
+            raise ValueError("the notice has not been received yet")
+        return when
+
+    def title_in(self, lang: str) -> str:
+        return self.translations[lang].title if lang in self.translations else self.title
+
+    def body_in(self, lang: str) -> str:
+        return self.translations[lang].body if lang in self.translations else self.body
+
+
+class Subscriber(BaseModel):
+    """A resident on one channel. ``address``: LINE user id, email address or postal address."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    channel: Literal["line", "email", "print"]
+    address: str = Field(min_length=1, max_length=300)
+    name: str = Field(default="", max_length=100)
+    areas: list[str] = Field(default_factory=list)
+    topics: list[str] = Field(default_factory=list)
+    language: str = "ja"
+
+    @field_validator("areas")
+    @classmethod
+    def _areas(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return _check_codes(value, _ward(info).area_codes, "area")
+
+    @field_validator("topics")
+    @classmethod
+    def _topics(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return _check_codes(value, _ward(info).topic_codes, "topic")
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str, info: ValidationInfo) -> str:
+        _check_codes([value], _ward(info).language_codes, "language")
+        return value
+
+    @model_validator(mode="after")
+    def _address(self) -> Subscriber:
+        if self.channel == "line" and not LINE_USER_ID.match(self.address):
+            raise ValueError("address: a LINE user id is U followed by 32 hex digits")
+        if self.channel == "email":
+            try:
+                checked = validate_email(self.address, check_deliverability=False)
+            except EmailNotValidError as e:
+                raise ValueError(f"address: not a valid email address ({e})") from None
+            self.address = checked.normalized
+        if self.channel == "print" and not self.name:
+            raise ValueError("name: a resident who receives print needs a name for the envelope")
+        return self
+
+
+def field_errors(error: ValidationError) -> dict[str, str]:
+    """Turn pydantic's errors into ``{"field": "message"}``, one message a field.
+
+    Messages never repeat the rejected value: it may be personal data.
+    """
+    fields: dict[str, str] = {}
+    for item in error.errors(include_url=False, include_input=False):
+        loc = [str(part) for part in item["loc"]]
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if not loc and ": " in message:  # model-level checks name their field first
+            name, message = message.split(": ", 1)
+            loc = [name]
+        # a list item's error belongs to the list
+        while loc and loc[-1].isdigit():
+            loc.pop()
+        fields.setdefault(".".join(loc) or "body", message)
+    return fields

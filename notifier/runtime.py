@@ -1,0 +1,50 @@
+"""What every part of the service shares, made once at start-up and closed at shutdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from notifier.config import Settings
+from notifier.keys import Keys
+from notifier.metrics import Metrics
+from notifier.render import Templates
+from notifier.store import NoticeStore
+from notifier.subscribers import SubscriberStore
+from notifier.tokens import TokenStore
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: Redis
+    keys: Keys
+    metrics: Metrics
+    templates: Templates
+    notices: NoticeStore
+    subscribers: SubscriberStore
+    tokens: TokenStore
+
+    @classmethod
+    def open(cls, settings: Settings, metrics: Metrics | None = None) -> Runtime:
+        redis = Redis.from_url(
+            settings.redis_url,
+            health_check_interval=30,
+            socket_connect_timeout=5,
+            client_name=f"notifier@{settings.redis_prefix.rstrip(':')}",
+        )
+        keys = Keys(settings.redis_prefix)
+        return cls(
+            settings=settings,
+            redis=redis,
+            keys=keys,
+            metrics=metrics or Metrics(),
+            templates=Templates(settings),
+            notices=NoticeStore(redis, keys),
+            subscribers=SubscriberStore(redis, keys, settings),
+            tokens=TokenStore(redis, keys),
+        )
+
+    async def close(self) -> None:
+        await self.redis.aclose()

@@ -1,0 +1,75 @@
+"""The scheduler: releases scheduled notices onto the intake stream when they are due.
+
+Schedules live in Redis (a sorted set by publish time), so they survive restarts
+of any process; APScheduler drives the periodic release inside the service.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from notifier.config import Settings
+from notifier.keys import Keys
+from notifier.logs import event
+
+log = logging.getLogger("notifier.scheduler")
+
+# KEYS: scheduled, intake.  ARGV: now, notice key prefix
+_RELEASE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
+local released = {}
+for _, id in ipairs(due) do
+  redis.call('ZREM', KEYS[1], id)
+  local key = ARGV[2] .. id
+  if redis.call('HGET', key, 'status') == 'scheduled' then
+    redis.call('XADD', KEYS[2], '*', 'notice', redis.call('HGET', key, 'notice'))
+    table.insert(released, id)
+  end
+end
+return released
+"""
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, redis: Redis, keys: Keys, interval: float = 1.0) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.keys = keys
+        self.interval = interval
+        self._release = redis.register_script(_RELEASE)
+        self._aps = AsyncIOScheduler(timezone=settings.tz)
+
+    async def release_due(self) -> list[str]:
+        """Move every due notice to intake, once, even if several schedulers run."""
+        try:
+            released = await self._release(
+                keys=[self.keys.scheduled, self.keys.intake],
+                args=[time.time(), self.keys.notice("")],
+            )
+        except RedisError as e:
+            event(log, "scheduler.redis_error", logging.WARNING, error=repr(e))
+            return []
+        ids = [i.decode() for i in released]
+        for notice_id in ids:
+            event(log, "notice.released", notice=notice_id)
+        return ids
+
+    def start(self) -> None:
+        self._aps.add_job(
+            self.release_due,
+            "interval",
+            seconds=self.interval,
+            id="release_due",
+            max_instances=1,
+            coalesce=True,
+        )
+        self._aps.start()
+
+    def shutdown(self) -> None:
+        if self._aps.running:
+            self._aps.shutdown(wait=False)

@@ -1,0 +1,121 @@
+"""The service's parts (api, dispatcher, channel workers, scheduler) and their lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine, Iterable
+from typing import Any
+
+from aiohttp import web
+
+import channels
+from channels.base import Context
+from notifier.config import CHANNELS, Settings
+from notifier.dispatch import Dispatcher
+from notifier.logs import event
+from notifier.runtime import Runtime
+from notifier.scheduler import Scheduler
+from notifier.web import make_app
+from notifier.worker import ChannelWorker
+
+log = logging.getLogger("notifier.service")
+PARTS = ("api", "dispatch", "workers", "scheduler")
+
+
+class Service:
+    """Start the chosen parts; ``stop`` stops reading, finishes in-flight work or hands it back."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        parts: Iterable[str] = PARTS,
+        channel_names: Iterable[str] = CHANNELS,
+        grace: float = 10.0,
+    ) -> None:
+        self.settings = settings
+        self.parts = set(parts)
+        self.channel_names = list(channel_names)
+        self.grace = grace
+        self.runtime = Runtime.open(settings)
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+        self._scheduler: Scheduler | None = None
+        self._channels: list[channels.Channel] = []
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        rt = self.runtime
+        await rt.redis.ping()
+        if "api" in self.parts:
+            self._runner = web.AppRunner(make_app(rt), handle_signals=False)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.settings.http_host, self.settings.http_port)
+            await site.start()
+            server = site._server
+            sockets = getattr(server, "sockets", None) or []
+            self.port = sockets[0].getsockname()[1] if sockets else self.settings.http_port
+        if "dispatch" in self.parts:
+            dispatcher = Dispatcher(
+                self.settings, rt.redis, rt.keys, rt.templates, rt.subscribers, rt.metrics
+            )
+            self._spawn("dispatcher", dispatcher.run(self._stop))
+        if "workers" in self.parts:
+            context = Context(self.settings, rt.redis, rt.keys, rt.metrics)
+            for name in self.channel_names:
+                channel = channels.create(name, context)
+                self._channels.append(channel)
+                worker = ChannelWorker(channel, self.settings, rt.redis, rt.keys, rt.subscribers)
+                self._spawn(f"worker:{name}", worker.run(self._stop))
+        if "scheduler" in self.parts:
+            self._scheduler = Scheduler(self.settings, rt.redis, rt.keys)
+            self._scheduler.start()
+        event(
+            log,
+            "service.started",
+            parts=sorted(self.parts),
+            channels=self.channel_names,
+            port=self.port,
+        )
+
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        self._tasks.append(asyncio.create_task(self._guard(name, coro), name=name))
+
+    async def _guard(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        """A part that ends by itself (it rides out Redis outages) has crashed: say so."""
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            event(log, "part.crashed", logging.ERROR, part=name, error=repr(e))
+            raise
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=self.grace)
+            for task in pending:  # what is still in flight stays pending in Redis: reclaimed later
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        for channel in self._channels:
+            await channel.close()
+        await self.runtime.close()
+        event(log, "service.stopped", parts=sorted(self.parts))
+
+    async def wait(self) -> None:
+        """Until stop is asked or a part ends for good."""
+        stopper = asyncio.create_task(self._stop.wait())
+        await asyncio.wait([stopper, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+
+    def request_stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,166 @@
+"""Notices in Redis: records, statuses, per-channel progress, idempotency, cancellation.
+
+Every change that must happen together is one Lua script or one MULTI/EXEC.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from notifier.keys import Keys
+
+STATUSES = ("scheduled", "queued", "dispatching", "done", "failed", "cancelled")
+IDEMPOTENCY_TTL = 24 * 3600
+
+# KEYS: idempotency, notice, notices index, intake
+# ARGV: id, notice json, status, now, body hash, ttl, response json, use idempotency, kind
+_ACCEPT = """
+if ARGV[8] == '1' then
+  local prev = redis.call('GET', KEYS[1])
+  if prev then return prev end
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then return redis.error_reply('EXISTS') end
+redis.call('HSET', KEYS[2], 'notice', ARGV[2], 'kind', ARGV[9], 'status', ARGV[3],
+           'created', ARGV[4], 'updated', ARGV[4])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+redis.call('XADD', KEYS[4], '*', 'notice', ARGV[2])
+if ARGV[8] == '1' then
+  redis.call('SET', KEYS[1], cjson.encode({hash = ARGV[5], response = ARGV[7]}), 'EX', ARGV[6])
+end
+return false
+"""
+
+# KEYS: notice, scheduled
+# ARGV: now, id
+_CANCEL = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 'missing' end
+if status ~= 'scheduled' and status ~= 'queued' then return status end
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'updated', ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
+return 'ok'
+"""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    id: str
+    status: str
+    replay: dict[str, Any] | None = None  # the first answer, for a retried request
+    conflict: bool = False  # same Idempotency-Key, different body
+
+
+class NoticeStore:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._accept = redis.register_script(_ACCEPT)
+        self._cancel = redis.register_script(_CANCEL)
+
+    async def accept(
+        self,
+        notice_id: str,
+        kind: str,
+        notice_json: str,
+        status: str,
+        idempotency: tuple[str, str] | None = None,
+    ) -> Accepted:
+        """Store a new notice and put it on the intake stream, at most once per key.
+
+        ``idempotency`` is (key digest, body digest).
+        """
+        k = self.keys
+        key_digest, body_digest = idempotency or ("-", "")
+        response = json.dumps({"id": notice_id, "status": status})
+        previous = await self._accept(
+            keys=[k.idempotency(key_digest), k.notice(notice_id), k.notices, k.intake],
+            args=[
+                notice_id,
+                notice_json,
+                status,
+                time.time(),
+                body_digest,
+                IDEMPOTENCY_TTL,
+                response,
+                "1" if idempotency else "0",
+                kind,
+            ],
+        )
+        if previous is None:
+            return Accepted(notice_id, status)
+        stored = json.loads(previous)
+        first = json.loads(stored["response"])
+        if stored["hash"] != body_digest:
+            return Accepted(first["id"], first["status"], conflict=True)
+        return Accepted(first["id"], first["status"], replay=first)
+
+    async def cancel(self, notice_id: str) -> str:
+        """'ok', 'missing', or the status that forbids cancelling."""
+        result = await self._cancel(
+            keys=[self.keys.notice(notice_id), self.keys.scheduled], args=[time.time(), notice_id]
+        )
+        return result.decode() if isinstance(result, bytes) else str(result)
+
+    async def get(self, notice_id: str) -> dict[str, Any] | None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.notice(notice_id))
+            pipe.hgetall(self.keys.progress(notice_id))
+            record, progress = await pipe.execute()
+        if not record:
+            return None
+        return self._view(notice_id, record, progress)
+
+    async def list(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        members = cast("list[bytes]", await self.redis.zrevrange(self.keys.notices, 0, -1))
+        ids = [i.decode() for i in members]
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(ids), 200):
+            chunk = ids[start : start + 200]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for notice_id in chunk:
+                    pipe.hgetall(self.keys.notice(notice_id))
+                    pipe.hgetall(self.keys.progress(notice_id))
+                rows = await pipe.execute()
+            for i, notice_id in enumerate(chunk):
+                record, progress = rows[2 * i], rows[2 * i + 1]
+                if record and (status is None or record[b"status"].decode() == status):
+                    found.append(self._view(notice_id, record, progress))
+                    if len(found) >= limit:
+                        return found
+        return found
+
+    @staticmethod
+    def _view(
+        notice_id: str, record: dict[bytes, bytes], progress: dict[bytes, bytes]
+    ) -> dict[str, Any]:
+        notice = json.loads(record[b"notice"])
+        channels: dict[str, dict[str, int]] = {
+            channel: {"recipients": 0, "sent": 0, "failed": 0, "pending": 0}
+            for channel in notice.get("channels", [])
+        }
+        for field, value in progress.items():
+            channel, _, counter = field.decode().partition(":")
+            channels.setdefault(channel, {"recipients": 0, "sent": 0, "failed": 0, "pending": 0})
+            channels[channel][counter] = int(value)
+        view: dict[str, Any] = {
+            "id": notice_id,
+            "kind": record[b"kind"].decode(),
+            "status": record[b"status"].decode(),
+            "created": _iso(float(record[b"created"])),
+            "updated": _iso(float(record[b"updated"])),
+            "progress": channels,
+            "notice": notice,
+        }
+        if b"error" in record:
+            view["error"] = record[b"error"].decode()
+        return view
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")

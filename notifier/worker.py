@@ -1,0 +1,303 @@
+"""Channel workers: consume a channel's delivery streams, urgent lane first.
+
+A batch's outcome is recorded and its entry acknowledged in one Lua script, so a
+batch is counted once however often it is delivered to a worker. Entries a dead
+worker left pending are reclaimed after the visibility timeout (XAUTOCLAIM);
+retryable failures wait in a sorted set and go back on their stream when due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from typing import Any, cast
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from channels import Channel
+from channels.base import Batch, Outcome, PermanentError, Recipient, RetryableError
+from notifier.config import Settings
+from notifier.keys import LANES, Keys
+from notifier.logs import event
+from notifier.streams import StreamReply, consumer_name, ensure_group
+from notifier.subscribers import SubscriberStore
+
+log = logging.getLogger("notifier.worker")
+
+GROUP = "deliver"
+MAX_FAILURES_KEPT = 1000
+
+# KEYS: done set, progress, notice, stream, stats, failures
+# ARGV: batch number, channel, sent, failed, size, group, entry id, now, failure json...
+_RECORD = """
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then
+  redis.call('XACK', KEYS[4], ARGV[6], ARGV[7])
+  redis.call('XDEL', KEYS[4], ARGV[7])
+  return 0
+end
+local ch = ARGV[2]
+redis.call('HINCRBY', KEYS[2], ch .. ':sent', ARGV[3])
+redis.call('HINCRBY', KEYS[2], ch .. ':failed', ARGV[4])
+redis.call('HINCRBY', KEYS[2], ch .. ':pending', 0 - tonumber(ARGV[5]))
+redis.call('HINCRBY', KEYS[5], ch .. ':sent', ARGV[3])
+redis.call('HINCRBY', KEYS[5], ch .. ':failed', ARGV[4])
+for i = 9, #ARGV do redis.call('RPUSH', KEYS[6], ARGV[i]) end
+if #ARGV >= 9 then redis.call('LTRIM', KEYS[6], -1000, -1) end
+redis.call('XACK', KEYS[4], ARGV[6], ARGV[7])
+redis.call('XDEL', KEYS[4], ARGV[7])
+local fields = redis.call('HGETALL', KEYS[2])
+local pending, sent, failed = 0, 0, 0
+for i = 1, #fields, 2 do
+  local name, value = fields[i], tonumber(fields[i + 1])
+  if name:sub(-8) == ':pending' then pending = pending + value
+  elseif name:sub(-5) == ':sent' then sent = sent + value
+  elseif name:sub(-7) == ':failed' then failed = failed + value end
+end
+if pending <= 0 and redis.call('HGET', KEYS[3], 'status') == 'dispatching' then
+  local status = 'done'
+  if sent == 0 and failed > 0 then status = 'failed' end
+  redis.call('HSET', KEYS[3], 'status', status, 'updated', ARGV[8])
+end
+return 1
+"""
+
+# KEYS: retries, stream.  ARGV: member, due, group, entry id
+_DEFER = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('XACK', KEYS[2], ARGV[3], ARGV[4])
+redis.call('XDEL', KEYS[2], ARGV[4])
+return 1
+"""
+
+# KEYS: retries.  ARGV: now
+_RELEASE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
+for _, member in ipairs(due) do
+  if redis.call('ZREM', KEYS[1], member) == 1 then
+    local item = cjson.decode(member)
+    redis.call('XADD', item.stream, '*', 'data', item.data)
+  end
+end
+return #due
+"""
+
+
+def backoff(attempt: int, base: float, cap: float = 600.0) -> float:
+    """Exponential backoff with full jitter."""
+    return random.uniform(base / 2, min(cap, base * 2 ** (attempt - 1)))  # noqa: S311
+
+
+class ChannelWorker:
+    def __init__(
+        self,
+        channel: Channel,
+        settings: Settings,
+        redis: Redis,
+        keys: Keys,
+        subscribers: SubscriberStore,
+        concurrency: int = 4,
+    ) -> None:
+        self.channel = channel
+        self.settings = settings
+        self.redis = redis
+        self.keys = keys
+        self.subscribers = subscribers
+        self.concurrency = concurrency
+        self.consumer = consumer_name()
+        self.streams = [keys.delivery(channel.name, lane) for lane in LANES]
+        self._record = redis.register_script(_RECORD)
+        self._defer = redis.register_script(_DEFER)
+        self._release = redis.register_script(_RELEASE)
+        self._content: dict[str, dict[str, Any]] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        ready = False
+        next_reclaim = 0.0
+        while not stop.is_set():
+            try:
+                if not ready:
+                    for stream in self.streams:
+                        await ensure_group(self.redis, stream, GROUP)
+                    ready = True
+                await self._release(keys=[self.keys.retries], args=[time.time()])
+                if time.monotonic() >= next_reclaim:
+                    await self.reclaim()
+                    next_reclaim = time.monotonic() + self.settings.visibility_timeout / 2
+                await self.step()
+            except RedisError as e:  # Redis away: nothing is acknowledged, so nothing is lost
+                event(
+                    log,
+                    "worker.redis_error",
+                    logging.WARNING,
+                    channel=self.channel.name,
+                    error=repr(e),
+                )
+                await asyncio.sleep(1.0)
+
+    async def step(self) -> None:
+        """Read and deliver one round of entries, the urgent lane first."""
+        replies = cast(
+            "StreamReply | None",
+            await self.redis.xreadgroup(
+                GROUP,
+                self.consumer,
+                dict.fromkeys(self.streams, ">"),
+                count=self.concurrency,
+                block=500,
+            ),
+        )
+        order = {stream: i for i, stream in enumerate(self.streams)}
+        work = sorted(
+            ((s.decode(), e) for s, entries in replies or [] for e in entries),
+            key=lambda item: order[item[0]],
+        )
+        await asyncio.gather(*(self.handle(s, eid.decode(), f) for s, (eid, f) in work))
+
+    async def reclaim(self) -> None:
+        """Take over entries that a dead or stuck worker left unacknowledged."""
+        min_idle = int(self.settings.visibility_timeout * 1000)
+        for stream in self.streams:
+            start = "0-0"
+            while True:
+                next_start, entries, *_ = await self.redis.xautoclaim(
+                    stream, GROUP, self.consumer, min_idle, start_id=start, count=self.concurrency
+                )
+                live = [(eid.decode(), f) for eid, f in entries if f]
+                if live:
+                    event(log, "batch.reclaimed", channel=self.channel.name, entries=len(live))
+                await asyncio.gather(*(self.handle(stream, eid, f) for eid, f in live))
+                start = next_start.decode() if isinstance(next_start, bytes) else next_start
+                if start == "0-0" or not entries:
+                    break
+
+    async def handle(self, stream: str, entry_id: str, fields: dict[bytes, bytes]) -> None:
+        """Deliver one entry; on a fault it stays pending and is reclaimed later."""
+        try:
+            await self._handle(stream, entry_id, fields)
+        except RedisError:
+            raise
+        except Exception as e:
+            event(
+                log,
+                "batch.fault",
+                logging.ERROR,
+                channel=self.channel.name,
+                entry=entry_id,
+                error=repr(e),
+            )
+
+    async def _handle(self, stream: str, entry_id: str, fields: dict[bytes, bytes]) -> None:
+        job = json.loads(fields[b"data"])
+        k = self.keys
+        done_key = k.done_batches(job["notice"], job["channel"])
+        if await self.redis.sismember(done_key, str(job["n"])):
+            await self.redis.xack(stream, GROUP, entry_id)
+            await self.redis.xdel(stream, entry_id)
+            return
+        batch, gone = await self._batch(job)
+        try:
+            outcome = await self.channel.send(batch) if batch.recipients or not gone else Outcome()
+        except PermanentError as e:
+            outcome = self._all_failed(job, batch, e.message)
+        except RetryableError as e:
+            if job["attempt"] >= self.settings.max_attempts:
+                outcome = self._all_failed(job, batch, f"gave up after {job['attempt']}: {e}")
+            else:
+                await self._retry(stream, entry_id, job, e.defer)
+                return
+        except Exception as e:  # an unknown fault is retried like a transient one
+            event(log, "batch.error", logging.ERROR, channel=job["channel"], error=repr(e))
+            if job["attempt"] >= self.settings.max_attempts:
+                outcome = self._all_failed(job, batch, "gave up after an internal error")
+            else:
+                await self._retry(stream, entry_id, job, None)
+                return
+        outcome.failed.update(dict.fromkeys(gone, "unsubscribed"))
+        failures = [
+            json.dumps({"channel": job["channel"], "subscriber": sid, "reason": reason})
+            for sid, reason in outcome.failed.items()
+        ]
+        await self._record(
+            keys=[
+                done_key,
+                k.progress(job["notice"]),
+                k.notice(job["notice"]),
+                stream,
+                k.stats,
+                k.failures(job["notice"]),
+            ],
+            args=[
+                job["n"],
+                job["channel"],
+                outcome.sent,
+                len(outcome.failed),
+                job["size"],
+                GROUP,
+                entry_id,
+                time.time(),
+                *failures,
+            ],
+        )
+
+    async def _batch(self, job: dict[str, Any]) -> tuple[Batch, list[str]]:
+        """The batch with each recipient's current address; the ids no longer subscribed."""
+        found = await self.subscribers.addresses(job["recipients"])
+        gone = [sid for sid in job["recipients"] if sid not in found]
+        recipients = tuple(Recipient(sid, *found[sid]) for sid in job["recipients"] if sid in found)
+        return (
+            Batch(
+                notice_id=job["notice"],
+                kind=job["kind"],
+                channel=job["channel"],
+                lang=job["lang"],
+                number=job["n"],
+                recipients=recipients,
+                content=await self._rendered(job),
+                areas=tuple(job["areas"]),
+                attempt=job["attempt"],
+            ),
+            gone,
+        )
+
+    async def _rendered(self, job: dict[str, Any]) -> dict[str, Any]:
+        field = f"{job['channel']}:{job['lang']}"
+        cache_key = f"{job['notice']}:{field}"
+        if cache_key not in self._content:
+            if len(self._content) > 256:
+                self._content.clear()
+            raw = await self.redis.hget(self.keys.rendered(job["notice"]), field)
+            if raw is None:
+                raise PermanentError(f"no rendered content for {field}")
+            self._content[cache_key] = json.loads(raw)
+        return self._content[cache_key]
+
+    @staticmethod
+    def _all_failed(job: dict[str, Any], batch: Batch, reason: str) -> Outcome:
+        if job["recipients"]:
+            return Outcome(failed={r.id: reason for r in batch.recipients})
+        return Outcome(failed={f"{job['channel']}#{i}": reason for i in range(job["size"])})
+
+    async def _retry(
+        self, stream: str, entry_id: str, job: dict[str, Any], defer: float | None
+    ) -> None:
+        delay = (
+            defer if defer is not None else backoff(job["attempt"], self.settings.retry_base_delay)
+        )
+        job = {**job, "attempt": job["attempt"] + 1}
+        member = json.dumps({"stream": stream, "data": json.dumps(job)})
+        await self._defer(
+            keys=[self.keys.retries, stream], args=[member, time.time() + delay, GROUP, entry_id]
+        )
+        event(
+            log,
+            "batch.retry",
+            channel=job["channel"],
+            notice=job["notice"],
+            batch=job["n"],
+            attempt=job["attempt"],
+            delay=round(delay, 2),
+        )

@@ -1,0 +1,151 @@
+"""Shared fixtures: real Redis (isolated by key prefix), the real service, its HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis
+
+from notifier.config import Settings, load_settings
+from notifier.runtime import Runtime
+from notifier.service import Service
+
+REDIS_URL = os.environ.get("NOTIFIER_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_environment() -> None:
+    """The tests choose their own settings; a developer's NOTIFIER_* must not leak in."""
+    for name in list(os.environ):
+        if name.startswith("NOTIFIER_") and name != "NOTIFIER_REDIS_URL":
+            del os.environ[name]
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError as e:
+        pytest.exit(f"the tests need Redis at {REDIS_URL}: {e}", returncode=3)
+    finally:
+        client.close()
+
+
+def make_settings(tmp_path: Path, prefix: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "redis_url": REDIS_URL,
+        "redis_prefix": prefix,
+        "outbox_dir": tmp_path / "outbox",
+        "print_dir": tmp_path / "print",
+        "http_port": 0,
+        "visibility_timeout": 30.0,
+        "retry_base_delay": 0.05,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test:{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, prefix: str) -> Settings:
+    return make_settings(tmp_path, prefix)
+
+
+@pytest.fixture(autouse=True)
+def _drop_keys(prefix: str) -> Any:
+    yield
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    rt = Runtime.open(settings)
+    yield rt
+    await rt.close()
+
+
+@pytest.fixture
+async def service(settings: Settings) -> AsyncIterator[Service]:
+    svc = Service(settings, grace=5.0)
+    await svc.start()
+    yield svc
+    await svc.stop()
+
+
+class Api:
+    """A small client for the service's HTTP API."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.session = session
+        self.base = base
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        token: str | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        data: Any = None,
+    ) -> tuple[int, Any]:
+        hdrs = dict(headers or {})
+        if token:
+            hdrs["Authorization"] = f"Bearer {token}"
+        async with self.session.request(
+            method, self.base + path, json=json, headers=hdrs, data=data
+        ) as response:
+            text = await response.text()
+            ctype = response.headers.get("Content-Type", "")
+            body = await response.json() if "json" in ctype else text
+            return response.status, body
+
+
+@pytest.fixture
+async def api(service: Service) -> AsyncIterator[Api]:
+    async with aiohttp.ClientSession() as session:
+        yield Api(session, f"http://127.0.0.1:{service.port}")
+
+
+@pytest.fixture
+async def tokens(runtime: Runtime) -> dict[str, str]:
+    return {
+        role: await runtime.tokens.create(role, f"{role}-tester")
+        for role in ("staff", "emergency", "admin")
+    }
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.05
+) -> Any:
+    """Poll until ``check`` returns something truthy; fail with the last value otherwise."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    value = None
+    while asyncio.get_running_loop().time() < deadline:
+        value = await check()
+        if value:
+            return value
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s; last value: {value!r}")
+
+
+def announcement(**fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "title": "粗大ごみの収集日が変わります",
+        "body": "12月から粗大ごみの収集日が変わります。\n\nくわしくはホームページをご覧ください。",
+        "topics": ["garbage"],
+        "areas": ["nerima"],
+    }
+    body.update(fields)
+    return body

@@ -1,0 +1,129 @@
+"""The dispatcher: entries other systems put on the intake stream, audiences, batches."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from notifier.dispatch import Dispatcher
+from notifier.runtime import Runtime
+from notifier.service import Service
+from notifier.subscribers import select
+from tests.conftest import Api, announcement, wait_for
+
+
+def dispatcher(runtime: Runtime) -> Dispatcher:
+    rt = runtime
+    return Dispatcher(rt.settings, rt.redis, rt.keys, rt.templates, rt.subscribers, rt.metrics)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("{not json", "not a JSON object"),
+        ('["a list"]', "announcement"),
+        (json.dumps(announcement(areas=["shibuya"])), "unknown area 'shibuya'"),
+        (json.dumps(announcement(kind="memo")), "kind"),
+        (json.dumps({**announcement(), "body": ""}), "body"),
+    ],
+)
+async def test_invalid_entries_move_to_rejected_with_their_reason(
+    api: Api, runtime: Runtime, tokens: dict[str, str], raw: str, reason: str
+) -> None:
+    entry_id = await runtime.redis.xadd(runtime.keys.intake, {"notice": raw})
+
+    async def rejected() -> list[Any]:
+        _, body = await api.call("GET", "/api/intake/rejected", tokens["staff"])
+        return list(body["rejected"])
+
+    (item,) = await wait_for(rejected)
+    assert item["entry"] == entry_id.decode()
+    assert reason in item["reason"]
+    assert item["notice"] == raw
+    assert await runtime.redis.xlen(runtime.keys.intake) == 0
+    assert await runtime.redis.zcard(runtime.keys.notices) == 0
+
+
+async def test_an_entry_without_the_notice_field_is_rejected(
+    runtime: Runtime, service: Service
+) -> None:
+    await runtime.redis.xadd(runtime.keys.intake, {"title": "no envelope"})
+    await wait_for(lambda: runtime.redis.xlen(runtime.keys.rejected))
+    ((_, fields),) = await runtime.redis.xrange(runtime.keys.rejected)
+    assert b"not a JSON object" in fields[b"reason"]
+
+
+async def test_a_valid_entry_from_another_system_is_delivered(
+    api: Api, runtime: Runtime, tokens: dict[str, str], settings: Any
+) -> None:
+    raw = json.dumps({**announcement(channels=["x"]), "kind": "announcement"})
+    await runtime.redis.xadd(runtime.keys.intake, {"notice": raw})
+
+    async def listed() -> list[Any]:
+        _, body = await api.call("GET", "/api/announcements?status=done", tokens["staff"])
+        return list(body["announcements"])
+
+    (item,) = await wait_for(listed)
+    assert item["progress"]["x"]["sent"] == 1
+    assert (settings.outbox_dir / "x" / f"{item['id']}.json").exists()
+
+
+async def test_a_redelivered_entry_is_dispatched_once(runtime: Runtime) -> None:
+    """A dispatcher that died after queueing but before acknowledging: the retry is a no-op."""
+    await runtime.subscribers.save(
+        [runtime.subscribers.validate({"channel": "line", "address": "U" + "1" * 32})]
+    )
+    raw = json.dumps(announcement(channels=["line"]))
+    entry_id = (await runtime.redis.xadd(runtime.keys.intake, {"notice": raw})).decode()
+    d = dispatcher(runtime)
+    await d.handle(entry_id, {b"notice": raw.encode()})
+    await d.handle(entry_id, {b"notice": raw.encode()})
+    stream = runtime.keys.delivery("line", "normal")
+    assert await runtime.redis.xlen(stream) == 1
+    (notice,) = await runtime.notices.list()
+    assert notice["status"] == "dispatching"
+    assert notice["progress"]["line"]["recipients"] == 1
+
+
+async def test_an_entry_reusing_another_notices_id_is_rejected(runtime: Runtime) -> None:
+    d = dispatcher(runtime)
+    first = json.dumps({**announcement(channels=["x"]), "id": "ward-0001"})
+    second = json.dumps({**announcement(channels=["x"], title="別件"), "id": "ward-0001"})
+    for raw in (first, second):
+        entry = (await runtime.redis.xadd(runtime.keys.intake, {"notice": raw})).decode()
+        await d.handle(entry, {b"notice": raw.encode()})
+    ((_, fields),) = await runtime.redis.xrange(runtime.keys.rejected)
+    assert b"already used" in fields[b"reason"]
+    found = await runtime.notices.get("ward-0001")
+    assert found is not None and found["notice"]["title"] == announcement()["title"]
+
+
+async def test_large_audiences_are_cut_into_batches_of_the_configured_size(
+    runtime: Runtime,
+) -> None:
+    users = [f"U{i:032x}" for i in range(1203)]
+    await runtime.subscribers.save(
+        [runtime.subscribers.validate({"channel": "line", "address": u}) for u in users]
+    )
+    raw = json.dumps(announcement(channels=["line"]))
+    entry = (await runtime.redis.xadd(runtime.keys.intake, {"notice": raw})).decode()
+    await dispatcher(runtime).handle(entry, {b"notice": raw.encode()})
+    entries = await runtime.redis.xrange(runtime.keys.delivery("line", "normal"))
+    jobs = [json.loads(fields[b"data"]) for _, fields in entries]
+    assert [len(j["recipients"]) for j in jobs] == [500, 500, 203]
+    assert [j["n"] for j in jobs] == [0, 1, 2]
+    ids = [sid for j in jobs for sid in j["recipients"]]
+    assert len(set(ids)) == 1203
+    assert not any(u in json.dumps(jobs) for u in users[:50])  # ids, not LINE user ids
+
+
+def test_audience_arithmetic() -> None:
+    on_line = {"a", "b", "c", "d", "e"}
+    in_areas = {"a", "b", "c", "x"}  # chose an area of the notice, or the whole ward
+    in_topics = {"a", "c", "d", "y"}  # chose a topic of the notice, or every topic
+    langs = {"ja": {"a", "d"}, "en": {"c"}, "zh": set(), "ko": {"b"}}
+    audience = select(on_line, in_areas, in_topics, langs)
+    assert audience.by_language == {"ja": {"a"}, "en": {"c"}}
+    assert audience.size == 2

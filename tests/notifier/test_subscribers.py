@@ -1,0 +1,86 @@
+"""The subscriber store and CSV import."""
+
+from __future__ import annotations
+
+import pytest
+
+from notifier.runtime import Runtime
+from notifier.subscribers import ImportError_, parse_csv
+
+GOOD = """channel,address,name,areas,topics,language
+line,U0123456789abcdef0123456789abcdef,,nerima oizumi,garbage events,ja
+email,Taro@Example.JP,山田太郎,,,en
+print,東京都練馬区豊玉北6-12-1,練馬花子,nerima,,easy
+"""
+
+
+async def test_import_then_import_again_makes_no_duplicates(runtime: Runtime) -> None:
+    store = runtime.subscribers
+    first = await store.save(parse_csv(GOOD, store))
+    assert [created for _, created in first] == [True, True, True]
+    again = await store.save(parse_csv(GOOD.replace("garbage events", "tax"), store))
+    assert [created for _, created in again] == [False, False, False]
+    assert [sid for sid, _ in first] == [sid for sid, _ in again]
+    assert await store.counts() == {"line": 1, "email": 1, "print": 1}
+    line_id = first[0][0]
+    sub = await store.get(line_id)
+    assert sub is not None and sub.topics == ["tax"] and sub.areas == ["nerima", "oizumi"]
+    # the old topic choices are gone from the index
+    assert not await runtime.redis.sismember(runtime.keys.by_topic("garbage"), line_id)
+    assert await runtime.redis.sismember(runtime.keys.by_topic("tax"), line_id)
+
+
+async def test_email_addresses_are_found_whatever_their_case(runtime: Runtime) -> None:
+    store = runtime.subscribers
+    await store.save(parse_csv(GOOD, store))
+    assert await store.find("email", "taro@example.jp") is not None
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("fax,123,,,,ja", "line 3: channel:"),
+        ("email,not-an-address,,,,ja", "line 3: address: not a valid email address"),
+        ("line,U123,,,,ja", "line 3: address: a LINE user id"),
+        ("line,U0123456789abcdef0123456789abcdee,,shibuya,,ja", "line 3: areas: unknown area"),
+        ("line,U0123456789abcdef0123456789abcdee,,,weather,ja", "line 3: topics: unknown topic"),
+        ("line,U0123456789abcdef0123456789abcdee,,,,fr", "line 3: language: unknown language"),
+        ("print,練馬区,,,,ja", "line 3: name:"),
+        ("line,U0123456789abcdef0123456789abcdee", "line 3: 2 columns, expected 6"),
+        ("line,U0123456789abcdef0123456789abcdef,,,,ja", "the same line address as line 2"),
+    ],
+)
+async def test_a_bad_row_is_named_by_line_and_nothing_is_imported(
+    runtime: Runtime, row: str, message: str
+) -> None:
+    text = "channel,address,name,areas,topics,language\n"
+    text += "line,U0123456789abcdef0123456789abcdef,,,,ja\n" + row + "\n"
+    with pytest.raises(ImportError_) as caught:
+        parse_csv(text, runtime.subscribers)
+    assert any(message in e for e in caught.value.errors), caught.value.errors
+    assert not any("not-an-address" in e for e in caught.value.errors)  # no personal data
+    assert await runtime.subscribers.counts() == {"line": 0, "email": 0, "print": 0}
+
+
+def test_a_wrong_header_is_refused(runtime: Runtime) -> None:
+    with pytest.raises(ImportError_) as caught:
+        parse_csv("address,channel\nx,line\n", runtime.subscribers)
+    assert caught.value.errors == [
+        "line 1: the header must be channel,address,name,areas,topics,language"
+    ]
+
+
+async def test_delete_removes_every_trace(runtime: Runtime) -> None:
+    store = runtime.subscribers
+    ((sid, _), *_) = await store.save(parse_csv(GOOD, store))
+    assert await store.delete(sid)
+    assert await store.get(sid) is None
+    assert await store.find("line", "U0123456789abcdef0123456789abcdef") is None
+    for key in (
+        runtime.keys.by_channel("line"),
+        runtime.keys.by_area("nerima"),
+        runtime.keys.by_topic("garbage"),
+        runtime.keys.by_language("ja"),
+    ):
+        assert not await runtime.redis.sismember(key, sid)
+    assert not await store.delete(sid)
