@@ -5,11 +5,14 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
+from notifier.logs import JsonFormatter
 from notifier.runtime import Runtime
 from notifier.service import Service
 from tests.conftest import Api, announcement, wait_for
@@ -215,3 +218,28 @@ async def test_unsubscribed_before_delivery_is_not_sent(
     (request,) = [json.loads(p.read_text()) for p in (settings.outbox_dir / "line").glob("*")]
     assert request["to"] == [LINE_A]
     assert keep
+
+
+async def test_logs_are_json_events_without_personal_data(
+    api: Api, runtime: Runtime, tokens: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    people = {"line": LINE_A, "email": "hanako.nerima@example.jp", "print": "練馬区豊玉北6-12-1"}
+    await add(runtime, channel="line", address=people["line"])
+    await add(runtime, channel="email", address=people["email"], name="練馬花子")
+    await add(runtime, channel="print", address=people["print"], name="練馬花子")
+    _, body = await api.call("POST", "/api/announcements", tokens["staff"], announcement())
+    await done(api, tokens["staff"], body["id"])
+    await api.call(
+        "POST",
+        "/api/subscribers",
+        tokens["admin"],
+        {"channel": "email", "address": "bad@@example.jp"},
+    )
+    formatter = JsonFormatter()
+    lines = [formatter.format(record) for record in caplog.records]
+    events = [json.loads(line)["event"] for line in lines]
+    assert "notice.dispatched" in events and "batch.send" in events
+    text = "\n".join(lines)
+    for value in [*people.values(), "練馬花子", "bad@@example.jp", tokens["staff"]]:
+        assert value not in text

@@ -262,3 +262,56 @@ async def test_workers_ride_out_a_lost_redis_connection(
     finally:
         await service.stop()
     assert result["progress"]["line"]["sent"] == 5
+
+
+class Slow(LineChannel):
+    """Takes ``delay`` seconds per batch, then writes to the outbox like the real one."""
+
+    def __init__(self, context: Context, delay: float) -> None:
+        super().__init__(context)
+        self.delay = delay
+        self.started = asyncio.Event()
+
+    async def _send(self, batch: Batch) -> Outcome:
+        self.started.set()
+        await asyncio.sleep(self.delay)
+        return await super()._send(batch)
+
+
+async def test_stopping_lets_the_batch_in_hand_finish(settings: Settings, runtime: Runtime) -> None:
+    notice_id = await queue_line_notice(settings, runtime)
+    channel = Slow(context(settings, runtime), delay=0.5)
+    worker = ChannelWorker(channel, settings, runtime.redis, runtime.keys, runtime.subscribers)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    await asyncio.wait_for(channel.started.wait(), 10)
+    stop.set()  # as SIGTERM does: no new reads, but the batch in hand is finished
+    await asyncio.wait_for(task, 10)
+    found = await runtime.notices.get(notice_id)
+    assert found is not None and found["status"] == "done"
+    assert delivered(settings) == Counter(USERS)
+
+
+async def test_a_batch_cut_off_at_shutdown_is_handed_back_and_delivered_later(
+    tmp_path: Path, prefix: str
+) -> None:
+    settings = make_settings(tmp_path, prefix, visibility_timeout=0.5)
+    runtime = Runtime.open(settings)
+    try:
+        notice_id = await queue_line_notice(settings, runtime)
+        slow = Slow(context(settings, runtime), delay=30)
+        worker = ChannelWorker(slow, settings, runtime.redis, runtime.keys, runtime.subscribers)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        await asyncio.wait_for(slow.started.wait(), 10)
+        task.cancel()  # as Service.stop does past its grace: the send is cut off
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not list((settings.outbox_dir / "line").glob("*.json"))
+        result = await run_worker(
+            settings, runtime, Scripted(context(settings, runtime), []), notice_id
+        )
+        assert result["progress"]["line"]["sent"] == 5
+        assert delivered(settings) == Counter(USERS)
+    finally:
+        await runtime.close()

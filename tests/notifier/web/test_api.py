@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from notifier.runtime import Runtime
-from tests.conftest import Api, announcement
+from notifier.web import make_app
+from tests.conftest import Api, announcement, make_settings
 
 
 def later(**delta: float) -> str:
@@ -268,3 +271,23 @@ async def test_health_readiness_and_metrics(api: Api, tokens: dict[str, str]) ->
 async def test_unknown_route_is_a_json_404(api: Api) -> None:
     status, body = await api.call("GET", "/api/nothing-here")
     assert status == 404 and body["error"]["code"] == "not_found"
+
+
+async def test_readyz_is_503_while_redis_does_not_answer(tmp_path: Any, prefix: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = make_settings(tmp_path, prefix, redis_url=f"redis://127.0.0.1:{port}/0")
+    runtime = Runtime.open(settings)
+    async with TestClient(TestServer(make_app(runtime))) as client:
+        response = await client.get("/readyz")
+        assert response.status == 503
+        assert await response.json() == {"status": "unavailable", "redis": "down"}
+        response = await client.get("/healthz")
+        assert response.status == 200
+        response = await client.post(
+            "/api/announcements", json=announcement(), headers={"Authorization": "Bearer ntk_x"}
+        )
+        assert response.status == 503
+        assert (await response.json())["error"]["code"] == "unavailable"
+    await runtime.close()
