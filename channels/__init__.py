@@ -21,7 +21,7 @@ def channel_class(name: str) -> type[BaseChannel]:
 
 
 def create(name: str, context: Context) -> Channel:
-    """The channel as configured: live with credentials, outbox mode without."""
+    """The named channel. Every channel writes to its outbox in this version (see `check`)."""
     return channel_class(name)(context)
 
 

@@ -42,6 +42,7 @@ from notifier.subscribers import SubscriberStore
 log = logging.getLogger("notifier.dispatch")
 
 GROUP = "dispatch"
+FINISHED = (b"cancelled", b"dispatching", b"done", b"failed")  # nothing for the dispatcher to do
 ID_NAMESPACE = uuid.UUID("6f1d3a52-4d0e-4a55-9d3c-2f7a0c0b7e11")
 
 
@@ -170,6 +171,9 @@ class Dispatcher:
         record = cast("Fields", await self.redis.hgetall(key))
         if record and not _same_except_time(record, notice):
             raise IdInUse
+        if record.get(b"status") in FINISHED:  # a redelivery: nothing left to do but ack
+            await self._ack_only(entry_id, notice.id, as_text(record[b"status"]))
+            return
         now = datetime.now(UTC)
         # never before its time: a dispatcher whose clock is behind the scheduler's puts the
         # notice back, and the scheduler releases it again a second later
@@ -177,12 +181,9 @@ class Dispatcher:
         plans = await self.plan(notice) if due else []
         async with self.redis.pipeline(transaction=True) as pipe:
             await pipe.watch(key)
-            status = as_text(await pipe.hget(key, "status") or b"")
-            if status in ("cancelled", "dispatching", "done", "failed"):
-                multi(pipe)
-                self._ack(pipe, entry_id)
-                await pipe.execute()
-                event(log, "notice.skip", notice=notice.id, status=status)
+            status = await pipe.hget(key, "status")
+            if status in FINISHED:
+                await self._ack_only(entry_id, notice.id, as_text(status))
                 return
             multi(pipe)
             if not record:
@@ -206,6 +207,12 @@ class Dispatcher:
             recipients={p.channel: p.recipients for p in plans},
             batches=sum(len(p.batches) for p in plans),
         )
+
+    async def _ack_only(self, entry_id: str, notice_id: str, status: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self._ack(pipe, entry_id)
+            await pipe.execute()
+        event(log, "notice.skip", notice=notice_id, status=status)
 
     def _store(self, pipe: Any, notice: Announcement, status: str) -> None:
         assert notice.id is not None

@@ -8,7 +8,7 @@ import hmac
 import io
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -83,18 +83,15 @@ class SubscriberStore:
         return as_text(found) if found else None
 
     async def get(self, subscriber_id: str) -> Subscriber | None:
-        data = await self.redis.hgetall(self.keys.subscriber(subscriber_id))
-        if not data:
-            return None
-        fields = {as_text(k): as_text(v) for k, v in data.items()}
-        return Subscriber.model_construct(
-            channel=fields["channel"],
-            address=fields["address"],
-            name=fields.get("name", ""),
-            areas=fields.get("areas", "").split(),
-            topics=fields.get("topics", "").split(),
-            language=fields.get("language", "ja"),
-        )
+        return _subscriber(await self.redis.hgetall(self.keys.subscriber(subscriber_id)))
+
+    async def _get_many(self, ids: list[str | None]) -> list[Subscriber | None]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for subscriber_id in ids:
+                if subscriber_id is not None:
+                    pipe.hgetall(self.keys.subscriber(subscriber_id))
+            rows = iter(await pipe.execute())
+        return [_subscriber(next(rows)) if sid is not None else None for sid in ids]
 
     async def addresses(self, ids: Iterable[str]) -> dict[str, tuple[str, str]]:
         """id → (address, name) for those of ``ids`` still subscribed."""
@@ -116,7 +113,7 @@ class SubscriberStore:
         """
         hashes = [self.lookup_hash(s.channel, s.address) for s in subscribers]
         existing = await self.redis.hmget(self.keys.subscriber_lookup, hashes) if hashes else []
-        olds = [await self.get(as_text(found)) if found else None for found in existing]
+        olds = await self._get_many([as_text(found) if found else None for found in existing])
         results: list[tuple[str, bool]] = []
         async with self.redis.pipeline(transaction=True) as pipe:
             for sub, digest, found, old in zip(subscribers, hashes, existing, olds, strict=True):
@@ -196,6 +193,21 @@ class SubscriberStore:
                 pipe.scard(self.keys.by_channel(channel))
             values = await pipe.execute()
         return dict(zip(("line", "email", "print"), values, strict=True))
+
+
+def _subscriber(data: Mapping[bytes | str, bytes | str]) -> Subscriber | None:
+    """A stored subscriber as read back (it was validated when it was saved)."""
+    if not data:
+        return None
+    fields = {as_text(k): as_text(v) for k, v in data.items()}
+    return Subscriber.model_construct(
+        channel=fields["channel"],
+        address=fields["address"],
+        name=fields.get("name", ""),
+        areas=fields.get("areas", "").split(),
+        topics=fields.get("topics", "").split(),
+        language=fields.get("language", "ja"),
+    )
 
 
 def parse_csv(text: str, store: SubscriberStore) -> list[Subscriber]:
