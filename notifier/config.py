@@ -97,6 +97,7 @@ class Settings(BaseSettings):
     visibility_timeout: float = Field(60.0, gt=0)
     max_attempts: int = Field(8, ge=1)
     retry_base_delay: float = Field(2.0, gt=0)
+    worker_concurrency: int = Field(8, ge=1, le=256)
     line_batch_size: int = Field(500, ge=1, le=500)
     email_batch_size: int = Field(50, ge=1)
     max_body_bytes: int = Field(256 * 1024, ge=1024)

@@ -67,6 +67,14 @@ class Keys:
         return f"{self.prefix}subscriber:{subscriber_id}"
 
     @property
+    def contacts(self) -> str:
+        """Subscriber id → [address, name]: personal data, kept apart from the choices."""
+        return f"{self.prefix}sub:contacts"
+
+    def scratch(self, name: str) -> str:
+        return f"{self.prefix}tmp:{name}"
+
+    @property
     def subscriber_lookup(self) -> str:
         return f"{self.prefix}sub:lookup"
 

@@ -32,6 +32,7 @@ class Runtime:
             settings.redis_url,
             health_check_interval=30,
             socket_connect_timeout=5,
+            protocol=2,  # the reply shapes the code is written for
             client_name=f"notifier@{settings.redis_prefix.rstrip(':')}",
         )
         keys = Keys(settings.redis_prefix)

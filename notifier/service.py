@@ -67,7 +67,14 @@ class Service:
             for name in self.channel_names:
                 channel = channels.create(name, context)
                 self._channels.append(channel)
-                worker = ChannelWorker(channel, self.settings, rt.redis, rt.keys, rt.subscribers)
+                worker = ChannelWorker(
+                    channel,
+                    self.settings,
+                    rt.redis,
+                    rt.keys,
+                    rt.subscribers,
+                    concurrency=self.settings.worker_concurrency,
+                )
                 self._spawn(f"worker:{name}", worker.run(self._stop))
         if "scheduler" in self.parts:
             self._scheduler = Scheduler(self.settings, rt.redis, rt.keys)

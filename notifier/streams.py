@@ -14,7 +14,7 @@ from redis.exceptions import ResponseError
 if TYPE_CHECKING:
     from redis.asyncio.client import Pipeline
 
-# What redis-py returns at runtime with decode_responses off (RESP2); its own
+# What redis-py returns with decode_responses off and protocol=2 (Runtime pins both); its own
 # annotations are wider unions that also cover decoded and RESP3 replies.
 Fields: TypeAlias = dict[bytes, bytes]
 Entry: TypeAlias = tuple[bytes, Fields]  # (entry id, fields)

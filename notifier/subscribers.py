@@ -6,14 +6,17 @@ import csv
 import hashlib
 import hmac
 import io
+import json
 import secrets
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.typing import EncodableT, FieldT
 
 from notifier.config import Settings
 from notifier.keys import ALL, Keys
@@ -42,22 +45,6 @@ class Audience:
         return sum(len(ids) for ids in self.by_language.values())
 
 
-def select(
-    on_channel: set[str],
-    in_areas: set[str],
-    in_topics: set[str],
-    by_language: dict[str, set[str]],
-) -> Audience:
-    """Pure audience arithmetic: channel ∩ areas ∩ topics, split by language.
-
-    ``in_areas`` and ``in_topics`` already include the subscribers who chose nothing
-    (the whole ward, every topic).
-    """
-    chosen = on_channel & in_areas & in_topics
-    groups = {lang: chosen & ids for lang, ids in by_language.items()}
-    return Audience({lang: ids for lang, ids in groups.items() if ids})
-
-
 class SubscriberStore:
     def __init__(self, redis: Redis, keys: Keys, settings: Settings) -> None:
         self.redis = redis
@@ -83,27 +70,33 @@ class SubscriberStore:
         return as_text(found) if found else None
 
     async def get(self, subscriber_id: str) -> Subscriber | None:
-        return _subscriber(await self.redis.hgetall(self.keys.subscriber(subscriber_id)))
+        (found,) = await self._get_many([subscriber_id])
+        return found
 
     async def _get_many(self, ids: list[str | None]) -> list[Subscriber | None]:
+        wanted = [sid for sid in ids if sid is not None]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for subscriber_id in ids:
-                if subscriber_id is not None:
-                    pipe.hgetall(self.keys.subscriber(subscriber_id))
-            rows = iter(await pipe.execute())
-        return [_subscriber(next(rows)) if sid is not None else None for sid in ids]
+            for subscriber_id in wanted:
+                pipe.hgetall(self.keys.subscriber(subscriber_id))
+            rows = await pipe.execute()
+        contacts = await self.redis.hmget(self.keys.contacts, wanted) if wanted else []
+        found = {
+            sid: _subscriber(row, contact)
+            for sid, row, contact in zip(wanted, rows, contacts, strict=True)
+        }
+        return [found[sid] if sid is not None else None for sid in ids]
 
     async def addresses(self, ids: Iterable[str]) -> dict[str, tuple[str, str]]:
-        """id → (address, name) for those of ``ids`` still subscribed."""
+        """id → (address, name) for those of ``ids`` still subscribed (one round trip)."""
         ids = list(ids)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for subscriber_id in ids:
-                pipe.hmget(self.keys.subscriber(subscriber_id), "address", "name")
-            rows = await pipe.execute()
+        if not ids:
+            return {}
+        contacts = await self.redis.hmget(self.keys.contacts, ids)
         return {
-            subscriber_id: (address.decode(), (name or b"").decode())
-            for subscriber_id, (address, name) in zip(ids, rows, strict=True)
-            if address is not None
+            sid: (address, name)
+            for sid, contact in zip(ids, contacts, strict=True)
+            if contact is not None
+            for address, name in [json.loads(contact)]
         }
 
     async def save(self, subscribers: list[Subscriber]) -> list[tuple[str, bool]]:
@@ -115,26 +108,39 @@ class SubscriberStore:
         existing = await self.redis.hmget(self.keys.subscriber_lookup, hashes) if hashes else []
         olds = await self._get_many([as_text(found) if found else None for found in existing])
         results: list[tuple[str, bool]] = []
+        removals: dict[str, list[str]] = defaultdict(list)  # set key → ids, as few commands
+        additions: dict[str, list[str]] = defaultdict(list)  # as there are sets
+        contacts: dict[FieldT, EncodableT] = {}
+        lookups: dict[FieldT, EncodableT] = {}
+        now = str(time.time())
         async with self.redis.pipeline(transaction=True) as pipe:
             for sub, digest, found, old in zip(subscribers, hashes, existing, olds, strict=True):
                 subscriber_id = as_text(found) if found else secrets.token_hex(12)
                 if old is not None:
-                    self._unindex(pipe, subscriber_id, old)
+                    for key in self._sets(old):
+                        removals[key].append(subscriber_id)
+                for key in self._sets(sub):
+                    additions[key].append(subscriber_id)
                 pipe.hset(
                     self.keys.subscriber(subscriber_id),
                     mapping={
                         "channel": sub.channel,
-                        "address": sub.address,
-                        "name": sub.name,
                         "areas": " ".join(sub.areas),
                         "topics": " ".join(sub.topics),
                         "language": sub.language,
-                        "updated": str(time.time()),
+                        "updated": now,
                     },
                 )
-                self._index(pipe, subscriber_id, sub)
-                pipe.hset(self.keys.subscriber_lookup, digest, subscriber_id)
+                contacts[subscriber_id] = json.dumps([sub.address, sub.name], ensure_ascii=False)
+                lookups[digest] = subscriber_id
                 results.append((subscriber_id, found is None))
+            for key, ids in removals.items():
+                pipe.srem(key, *ids)
+            for key, ids in additions.items():
+                pipe.sadd(key, *ids)
+            if contacts:
+                pipe.hset(self.keys.contacts, mapping=contacts)
+                pipe.hset(self.keys.subscriber_lookup, mapping=lookups)
             await pipe.execute()
         return results
 
@@ -145,6 +151,7 @@ class SubscriberStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             self._unindex(pipe, subscriber_id, old)
             pipe.delete(self.keys.subscriber(subscriber_id))
+            pipe.hdel(self.keys.contacts, subscriber_id)
             pipe.hdel(self.keys.subscriber_lookup, self.lookup_hash(old.channel, old.address))
             await pipe.execute()
         return True
@@ -158,33 +165,42 @@ class SubscriberStore:
             k.by_language(sub.language),
         ]
 
-    def _index(self, pipe: Pipeline, subscriber_id: str, sub: Subscriber) -> None:
-        for key in self._sets(sub):
-            pipe.sadd(key, subscriber_id)
-
     def _unindex(self, pipe: Pipeline, subscriber_id: str, sub: Subscriber) -> None:
         for key in self._sets(sub):
             pipe.srem(key, subscriber_id)
 
     async def audience(self, channel: str, areas: list[str], topics: list[str] | None) -> Audience:
         """Who on ``channel`` gets a notice for ``areas`` ([] = whole ward) and ``topics``
-        (None = regardless of topic choices)."""
+        (None = regardless of topic choices), by language.
+
+        The set arithmetic runs inside Redis, in one transaction on scratch keys, so only
+        the final ids cross the wire: channel ∩ (chosen areas ∪ whole ward) ∩ (chosen
+        topics ∪ every topic), then ∩ each language.
+        """
         k = self.keys
         languages = self.settings.ward.language_codes
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.smembers(k.by_channel(channel))
-            pipe.sunion([k.by_area(a) for a in [*areas, ALL]])
-            pipe.sunion([k.by_topic(t) for t in [*(topics or []), ALL]])
+        scratch = k.scratch(secrets.token_hex(8))
+        in_areas, in_topics, chosen = f"{scratch}:areas", f"{scratch}:topics", f"{scratch}:all"
+        sets = [k.by_channel(channel)]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if areas:
+                pipe.sunionstore(in_areas, [k.by_area(a) for a in [*areas, ALL]])
+                sets.append(in_areas)
+            if topics is not None:
+                pipe.sunionstore(in_topics, [k.by_topic(t) for t in [*topics, ALL]])
+                sets.append(in_topics)
+            pipe.sinterstore(chosen, sets)
             for lang in languages:
-                pipe.smembers(k.by_language(lang))
-            on_channel, in_areas, in_topics, *langs = await pipe.execute()
-        if not areas:
-            in_areas = on_channel
-        if topics is None:
-            in_topics = on_channel
-        decoded = [{m.decode() for m in s} for s in (on_channel, in_areas, in_topics, *langs)]
-        return select(
-            decoded[0], decoded[1], decoded[2], dict(zip(languages, decoded[3:], strict=True))
+                pipe.sinter([chosen, k.by_language(lang)])
+            pipe.delete(in_areas, in_topics, chosen)
+            replies = await pipe.execute()
+        by_language = replies[-1 - len(languages) : -1]
+        return Audience(
+            {
+                lang: {as_text(m) for m in members}
+                for lang, members in zip(languages, by_language, strict=True)
+                if members
+            }
         )
 
     async def counts(self) -> dict[str, int]:
@@ -195,15 +211,18 @@ class SubscriberStore:
         return dict(zip(("line", "email", "print"), values, strict=True))
 
 
-def _subscriber(data: Mapping[bytes | str, bytes | str]) -> Subscriber | None:
+def _subscriber(
+    data: Mapping[bytes | str, bytes | str], contact: bytes | str | None
+) -> Subscriber | None:
     """A stored subscriber as read back (it was validated when it was saved)."""
-    if not data:
+    if not data or contact is None:
         return None
     fields = {as_text(k): as_text(v) for k, v in data.items()}
+    address, name = json.loads(contact)
     return Subscriber.model_construct(
         channel=fields["channel"],
-        address=fields["address"],
-        name=fields.get("name", ""),
+        address=address,
+        name=name,
         areas=fields.get("areas", "").split(),
         topics=fields.get("topics", "").split(),
         language=fields.get("language", "ja"),

@@ -13,6 +13,7 @@ import json
 import logging
 import random
 import time
+from asyncio import FIRST_COMPLETED
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -23,7 +24,7 @@ from channels.base import Batch, Outcome, PermanentError, Recipient, RetryableEr
 from notifier.config import Settings
 from notifier.keys import LANES, Keys
 from notifier.logs import event
-from notifier.streams import StreamReply, consumer_name, ensure_group
+from notifier.streams import Fields, StreamReply, as_text, consumer_name, ensure_group
 from notifier.subscribers import SubscriberStore
 
 log = logging.getLogger("notifier.worker")
@@ -115,47 +116,70 @@ class ChannelWorker:
         self._content: dict[str, dict[str, Any]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set, up to ``concurrency`` batches at a time.
+
+        A slot is refilled as soon as its batch is done; on stop, the batches in hand
+        are finished; if the task is cancelled, they are cut off and stay pending.
+        """
+        inflight: set[asyncio.Task[None]] = set()
         ready = False
         next_reclaim = 0.0
-        while not stop.is_set():
-            try:
-                if not ready:
-                    for stream in self.streams:
-                        await ensure_group(self.redis, stream, GROUP)
-                    ready = True
-                await self._release(keys=[self.keys.retries], args=[time.time()])
-                if time.monotonic() >= next_reclaim:
-                    await self.reclaim()
-                    next_reclaim = time.monotonic() + self.settings.visibility_timeout / 2
-                await self.step()
-            except RedisError as e:  # Redis away: nothing is acknowledged, so nothing is lost
-                event(
-                    log,
-                    "worker.redis_error",
-                    logging.WARNING,
-                    channel=self.channel.name,
-                    error=repr(e),
-                )
-                await asyncio.sleep(1.0)
+        try:
+            while not stop.is_set():
+                try:
+                    if not ready:
+                        for stream in self.streams:
+                            await ensure_group(self.redis, stream, GROUP)
+                        ready = True
+                    await self._release(keys=[self.keys.retries], args=[time.time()])
+                    if time.monotonic() >= next_reclaim:
+                        await self.reclaim()
+                        next_reclaim = time.monotonic() + self.settings.visibility_timeout / 2
+                    free = self.concurrency - len(inflight)
+                    if free <= 0:
+                        await asyncio.wait(inflight, timeout=0.5, return_when=FIRST_COMPLETED)
+                        continue
+                    for stream, entry_id, fields in await self.read(free):
+                        task = asyncio.create_task(self.handle(stream, entry_id, fields))
+                        inflight.add(task)
+                        task.add_done_callback(inflight.discard)
+                except RedisError as e:  # nothing is acknowledged, so nothing is lost
+                    event(
+                        log,
+                        "worker.redis_error",
+                        logging.WARNING,
+                        channel=self.channel.name,
+                        error=repr(e),
+                    )
+                    await asyncio.sleep(1.0)
+        except asyncio.CancelledError:
+            for task in inflight:
+                task.cancel()
+            raise
+        finally:
+            if inflight:
+                await asyncio.gather(*inflight, return_exceptions=True)
 
-    async def step(self) -> None:
-        """Read and deliver one round of entries, the urgent lane first."""
+    async def read(self, count: int) -> list[tuple[str, str, Fields]]:
+        """Up to ``count`` new entries, the urgent lane's first (waits up to half a second)."""
         replies = cast(
             "StreamReply | None",
             await self.redis.xreadgroup(
-                GROUP,
-                self.consumer,
-                dict.fromkeys(self.streams, ">"),
-                count=self.concurrency,
-                block=500,
+                GROUP, self.consumer, dict.fromkeys(self.streams, ">"), count=count, block=500
             ),
         )
         order = {stream: i for i, stream in enumerate(self.streams)}
-        work = sorted(
-            ((s.decode(), e) for s, entries in replies or [] for e in entries),
-            key=lambda item: order[item[0]],
-        )
-        await asyncio.gather(*(self.handle(s, eid.decode(), f) for s, (eid, f) in work))
+        found = [
+            (as_text(stream), as_text(entry_id), fields)
+            for stream, entries in replies or []
+            for entry_id, fields in entries
+        ]
+        return sorted(found, key=lambda item: order[item[0]])
+
+    async def step(self) -> None:
+        """Read and deliver one round of entries, the urgent lane first."""
+        work = await self.read(self.concurrency)
+        await asyncio.gather(*(self.handle(*item) for item in work))
 
     async def reclaim(self) -> None:
         """Take over entries that a dead or stuck worker left unacknowledged."""
@@ -178,9 +202,7 @@ class ChannelWorker:
         """Deliver one entry; on a fault it stays pending and is reclaimed later."""
         try:
             await self._handle(stream, entry_id, fields)
-        except RedisError:
-            raise
-        except Exception as e:
+        except Exception as e:  # Redis away too: the entry is reclaimed once it answers
             event(
                 log,
                 "batch.fault",

@@ -10,7 +10,6 @@ import pytest
 from notifier.dispatch import Dispatcher
 from notifier.runtime import Runtime
 from notifier.service import Service
-from notifier.subscribers import select
 from tests.conftest import Api, announcement, wait_for
 
 
@@ -117,13 +116,3 @@ async def test_large_audiences_are_cut_into_batches_of_the_configured_size(
     ids = [sid for j in jobs for sid in j["recipients"]]
     assert len(set(ids)) == 1203
     assert not any(u in json.dumps(jobs) for u in users[:50])  # ids, not LINE user ids
-
-
-def test_audience_arithmetic() -> None:
-    on_line = {"a", "b", "c", "d", "e"}
-    in_areas = {"a", "b", "c", "x"}  # chose an area of the notice, or the whole ward
-    in_topics = {"a", "c", "d", "y"}  # chose a topic of the notice, or every topic
-    langs = {"ja": {"a", "d"}, "en": {"c"}, "zh": set(), "ko": {"b"}}
-    audience = select(on_line, in_areas, in_topics, langs)
-    assert audience.by_language == {"ja": {"a"}, "en": {"c"}}
-    assert audience.size == 2

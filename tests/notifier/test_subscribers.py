@@ -84,3 +84,31 @@ async def test_delete_removes_every_trace(runtime: Runtime) -> None:
     ):
         assert not await runtime.redis.sismember(key, sid)
     assert not await store.delete(sid)
+
+
+async def test_audience_is_channel_and_areas_and_topics_by_language(runtime: Runtime) -> None:
+    store = runtime.subscribers
+
+    async def sub(address: str, **choices: object) -> str:
+        ((sid, _),) = await store.save(
+            [store.validate({"channel": "line", "address": address, **choices})]
+        )
+        return sid
+
+    nerima = await sub("U" + "1" * 32, areas=["nerima"])
+    whole_ward = await sub("U" + "2" * 32, language="en")
+    oizumi_garbage = await sub("U" + "3" * 32, areas=["oizumi"], topics=["garbage"])
+    oizumi_events = await sub("U" + "4" * 32, areas=["oizumi"], topics=["events"])
+    await sub("U" + "5" * 32, areas=["shakujii"])
+    await store.save([store.validate({"channel": "email", "address": "a@example.jp"})])
+
+    found = await store.audience("line", ["nerima", "oizumi"], ["garbage"])
+    assert found.by_language == {"ja": {nerima, oizumi_garbage}, "en": {whole_ward}}
+    # an alert ignores topic choices
+    found = await store.audience("line", ["oizumi"], None)
+    assert found.by_language == {"ja": {oizumi_garbage, oizumi_events}, "en": {whole_ward}}
+    # a whole-ward notice reaches every area
+    assert (await store.audience("line", [], ["garbage"])).size == 4
+    assert (await store.audience("email", [], ["garbage"])).size == 1
+    # the scratch keys are gone
+    assert [k async for k in runtime.redis.scan_iter(match=f"{runtime.keys.prefix}tmp:*")] == []
