@@ -27,9 +27,10 @@ Audience = Literal["subscribers", "public", "areas"]
 class DeliveryError(Exception):
     """A batch could not be delivered."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, meta: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.meta = meta or {}  # what the channel said (request ids), for the batch log
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r})"
@@ -42,12 +43,23 @@ class PermanentError(DeliveryError):
 class RetryableError(DeliveryError):
     """Try again later; ``defer`` is the wait the channel asked for, if it said."""
 
-    def __init__(self, message: str, defer: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, defer: float | None = None, meta: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, meta)
         self.defer = defer
 
     def __repr__(self) -> str:
         return f"RetryableError({self.message!r}, defer={self.defer!r})"
+
+
+class Paused(RetryableError):
+    """The channel can't send for ``defer`` seconds (a quota is spent): hold every batch,
+    spend no attempt, and say so in readiness and progress."""
+
+    def __init__(self, message: str, defer: float) -> None:
+        super().__init__(message, defer)
+        self.defer: float = defer
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,7 @@ class Batch:
 class Outcome:
     sent: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # recipient id → reason
+    meta: dict[str, Any] = field(default_factory=dict)  # what the channel said (request ids)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,12 @@ class Keys:
     def delivery(self, channel: str, lane: str) -> str:
         return f"{self.prefix}deliver:{channel}:{lane}"
 
+    def batch_log(self, notice_id: str) -> str:
+        return f"{self.prefix}batches:{notice_id}"
+
+    def paused(self, channel: str) -> str:
+        return f"{self.prefix}paused:{channel}"
+
     @property
     def retries(self) -> str:
         return f"{self.prefix}retry"

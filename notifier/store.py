@@ -13,7 +13,9 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
+from notifier.config import CHANNELS
 from notifier.keys import Keys
+from notifier.streams import as_text
 
 STATUSES = ("scheduled", "queued", "dispatching", "done", "failed", "cancelled")
 IDEMPOTENCY_TTL = 24 * 3600
@@ -114,7 +116,17 @@ class NoticeStore:
             record, progress = await pipe.execute()
         if not record:
             return None
-        return self._view(notice_id, record, progress)
+        view = self._view(notice_id, record, progress)
+        for channel, reason in (await self.paused()).items():
+            if channel in view["progress"] and view["progress"][channel]["pending"]:
+                view["progress"][channel]["paused"] = reason
+        return view
+
+    async def paused(self) -> dict[str, str]:
+        """Channels that hold their batches for now, with the reason."""
+        names = list(CHANNELS)
+        reasons = await self.redis.mget([self.keys.paused(name) for name in names])
+        return {name: as_text(r) for name, r in zip(names, reasons, strict=True) if r}
 
     async def list(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         members = cast("list[bytes]", await self.redis.zrevrange(self.keys.notices, 0, -1))

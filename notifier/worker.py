@@ -9,6 +9,7 @@ retryable failures wait in a sorted set and go back on their stream when due.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -20,7 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from channels import Channel
-from channels.base import Batch, Outcome, PermanentError, Recipient, RetryableError
+from channels.base import Batch, Outcome, Paused, PermanentError, Recipient, RetryableError
 from notifier.config import Settings
 from notifier.keys import LANES, Keys
 from notifier.logs import event
@@ -32,8 +33,9 @@ log = logging.getLogger("notifier.worker")
 GROUP = "deliver"
 MAX_FAILURES_KEPT = 1000
 
-# KEYS: done set, progress, notice, stream, stats, failures
-# ARGV: batch number, channel, sent, failed, size, group, entry id, now, failure json...
+# KEYS: done set, progress, notice, stream, stats, failures, batch log
+# ARGV: batch number, channel, sent, failed, size, group, entry id, now, batch log json,
+#       failure json...
 _RECORD = """
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then
   redis.call('XACK', KEYS[4], ARGV[6], ARGV[7])
@@ -46,8 +48,9 @@ redis.call('HINCRBY', KEYS[2], ch .. ':failed', ARGV[4])
 redis.call('HINCRBY', KEYS[2], ch .. ':pending', 0 - tonumber(ARGV[5]))
 redis.call('HINCRBY', KEYS[5], ch .. ':sent', ARGV[3])
 redis.call('HINCRBY', KEYS[5], ch .. ':failed', ARGV[4])
-for i = 9, #ARGV do redis.call('RPUSH', KEYS[6], ARGV[i]) end
-if #ARGV >= 9 then redis.call('LTRIM', KEYS[6], -1000, -1) end
+redis.call('HSET', KEYS[7], ch .. ':' .. ARGV[1], ARGV[9])
+for i = 10, #ARGV do redis.call('RPUSH', KEYS[6], ARGV[i]) end
+if #ARGV >= 10 then redis.call('LTRIM', KEYS[6], -1000, -1) end
 redis.call('XACK', KEYS[4], ARGV[6], ARGV[7])
 redis.call('XDEL', KEYS[4], ARGV[7])
 local fields = redis.call('HGETALL', KEYS[2])
@@ -135,6 +138,11 @@ class ChannelWorker:
                     if time.monotonic() >= next_reclaim:
                         await self.reclaim()
                         next_reclaim = time.monotonic() + self.settings.visibility_timeout / 2
+                    pause = await self.paused_for()
+                    if pause:  # hold the batches (they stay pending) until the pause ends
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), timeout=min(pause, 1.0))
+                        continue
                     free = self.concurrency - len(inflight)
                     if free <= 0:
                         await asyncio.wait(inflight, timeout=0.5, return_when=FIRST_COMPLETED)
@@ -223,11 +231,17 @@ class ChannelWorker:
         batch, gone = await self._batch(job)
         try:
             outcome = await self.channel.send(batch) if batch.recipients or not gone else Outcome()
+        except Paused as e:  # the channel can't send for now: keep the batch, spend no attempt
+            await self._pause(e)
+            await self._retry(stream, entry_id, job, e.defer, spend=False)
+            return
         except PermanentError as e:
             outcome = self._all_failed(job, batch, e.message)
+            outcome.meta.update(e.meta, error=e.message)
         except RetryableError as e:
             if job["attempt"] >= self.settings.max_attempts:
                 outcome = self._all_failed(job, batch, f"gave up after {job['attempt']}: {e}")
+                outcome.meta.update(e.meta, error=e.message)
             else:
                 await self._retry(stream, entry_id, job, e.defer)
                 return
@@ -243,6 +257,13 @@ class ChannelWorker:
             json.dumps({"channel": job["channel"], "subscriber": sid, "reason": reason})
             for sid, reason in outcome.failed.items()
         ]
+        entry = {
+            "sent": outcome.sent,
+            "failed": len(outcome.failed),
+            "attempt": job["attempt"],
+            "at": time.time(),
+            **outcome.meta,
+        }
         await self._record(
             keys=[
                 done_key,
@@ -251,6 +272,7 @@ class ChannelWorker:
                 stream,
                 k.stats,
                 k.failures(job["notice"]),
+                k.batch_log(job["notice"]),
             ],
             args=[
                 job["n"],
@@ -261,9 +283,27 @@ class ChannelWorker:
                 GROUP,
                 entry_id,
                 time.time(),
+                json.dumps(entry, ensure_ascii=False),
                 *failures,
             ],
         )
+
+    async def _pause(self, paused: Paused) -> None:
+        key = self.keys.paused(self.channel.name)
+        await self.redis.set(key, paused.message, px=max(1, int(paused.defer * 1000)))
+        event(
+            log,
+            "channel.paused",
+            logging.WARNING,
+            channel=self.channel.name,
+            reason=paused.message,
+            seconds=paused.defer,
+        )
+
+    async def paused_for(self) -> float:
+        """Seconds left of a pause of this channel (0 when it may send)."""
+        ms = await self.redis.pttl(self.keys.paused(self.channel.name))
+        return max(0.0, ms / 1000) if ms and ms > 0 else 0.0
 
     async def _batch(self, job: dict[str, Any]) -> tuple[Batch, list[str]]:
         """The batch with each recipient's current address; the ids no longer subscribed."""
@@ -304,12 +344,17 @@ class ChannelWorker:
         return Outcome(failed={f"{job['channel']}#{i}": reason for i in range(job["size"])})
 
     async def _retry(
-        self, stream: str, entry_id: str, job: dict[str, Any], defer: float | None
+        self,
+        stream: str,
+        entry_id: str,
+        job: dict[str, Any],
+        defer: float | None,
+        spend: bool = True,
     ) -> None:
         delay = (
             defer if defer is not None else backoff(job["attempt"], self.settings.retry_base_delay)
         )
-        job = {**job, "attempt": job["attempt"] + 1}
+        job = {**job, "attempt": job["attempt"] + (1 if spend else 0)}
         member = json.dumps({"stream": stream, "data": json.dumps(job)})
         await self._defer(
             keys=[self.keys.retries, stream], args=[member, time.time() + delay, GROUP, entry_id]

@@ -104,11 +104,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
     try:
-        await request.app[RUNTIME].redis.ping()
+        await runtime.redis.ping()
+        paused = await runtime.notices.paused()
     except (RedisError, OSError):
         return json_response({"status": "unavailable", "redis": "down"}, status=503)
-    return json_response({"status": "ok", "redis": "up"})
+    body: dict[str, Any] = {"status": "ok", "redis": "up"}
+    if paused:  # still ready: the other channels deliver, and the held batches wait
+        body["paused"] = paused
+    return json_response(body)
 
 
 async def metrics(request: web.Request) -> web.Response:
