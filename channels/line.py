@@ -1,16 +1,46 @@
-"""LINE: multicast of rendered messages to subscribers' user ids."""
+"""LINE: Flex Message multicasts to subscribers' user ids, through line-bot-sdk's async client.
+
+Each batch carries a retry key derived from (notice, channel, batch number), so however
+often a batch is retried — after a timeout, a 5xx or a worker's death — LINE delivers
+it once (a 409 with ``x-line-accepted-request-id`` means it already did).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import random
+import uuid
 from typing import Any, ClassVar
 
-from channels.base import BaseChannel, Batch, Outcome, PermanentError
+import aiohttp
+from linebot.v3.messaging import (
+    ApiException,
+    AsyncApiClient,
+    AsyncMessagingApi,
+    Configuration,
+    MulticastRequest,
+)
+
+from channels.base import (
+    BaseChannel,
+    Batch,
+    Context,
+    Outcome,
+    Paused,
+    PermanentError,
+    RetryableError,
+)
 from channels.outbox import write_json
 from notifier.models import Announcement
+from notifier.ratelimit import RateLimiter
 from notifier.render import Templates
 
 TEXT_LIMIT = 5000  # LINE counts UTF-16 code units
+ALT_TEXT_LIMIT = 1500
+BUBBLE_LIMIT = 30_000  # bytes of the bubble's JSON
+MONTHLY_LIMIT = "You have reached your monthly limit."
+RETRY_KEY_NAMESPACE = uuid.UUID("0c5e8f7a-2b7d-4a8e-9d61-3f0f4b1e9a27")
 
 
 def utf16_len(text: str) -> int:
@@ -26,16 +56,95 @@ def fit_text(text: str, limit: int, tail: str) -> str:
     return cut.rstrip() + "…" + tail
 
 
+def json_size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def retry_key(notice_id: str, channel: str, number: int) -> str:
+    """The same for every try of one batch, different for every batch."""
+    return str(uuid.uuid5(RETRY_KEY_NAMESPACE, f"{notice_id}:{channel}:{number}"))
+
+
+def flex_message(templates: Templates, notice: Announcement, lang: str) -> dict[str, Any]:
+    """The Flex bubble within LINE's limits: a body too long is cut, the link kept."""
+    title, body = notice.title_in(lang), notice.body_in(lang)
+    alt_text = fit_text(f"{title}\n{body}", ALT_TEXT_LIMIT, "")
+    more = "\n（続きはリンク先へ）" if notice.url and lang != "en" else ""
+    more = "\n(More at the link below)" if notice.url and lang == "en" else more
+
+    def render(body_text: str) -> dict[str, Any]:
+        text = templates.render(
+            "line/announcement.json", notice, lang, alt_text=alt_text, body_text=body_text
+        )
+        message: dict[str, Any] = json.loads(text)
+        return message
+
+    message = render(body)
+    if json_size(message["contents"]) <= BUBBLE_LIMIT:
+        return message
+    low, high = 0, len(body)  # the longest cut that fits
+    while low < high:
+        middle = (low + high + 1) // 2
+        if json_size(render(body[:middle].rstrip() + "…" + more)["contents"]) <= BUBBLE_LIMIT:
+            low = middle
+        else:
+            high = middle - 1
+    return render(body[:low].rstrip() + "…" + more)
+
+
+def classify(status: int, headers: dict[str, str], body: str) -> Outcome | Exception:
+    """What a LINE answer means for the batch: delivered, or an error with retry semantics."""
+    request_id = headers.get("x-line-request-id", "")
+    meta = {"status": status, "request_id": request_id}
+    if 200 <= status < 300:
+        return Outcome(meta=meta)
+    if status == 409 and headers.get("x-line-accepted-request-id"):
+        return Outcome(meta={**meta, "request_id": headers["x-line-accepted-request-id"]})
+    try:
+        message = str(json.loads(body).get("message", "")) or f"HTTP {status}"
+    except (ValueError, AttributeError):
+        message = f"HTTP {status}"
+    if status == 429 and message == MONTHLY_LIMIT:
+        return Paused(f"LINE: {message}", defer=0.0)  # the channel decides for how long
+    if status == 429:
+        return RetryableError(f"LINE 429: {message}", defer=1.0 + random.random(), meta=meta)  # noqa: S311
+    if status >= 500:
+        return RetryableError(f"LINE {status}: {message}", meta=meta)
+    return PermanentError(f"LINE {status}: {message}", meta=meta)
+
+
 class LineChannel(BaseChannel):
     name: ClassVar[str] = "line"
     audience = "subscribers"
     batch_size: ClassVar[int] = 500
 
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        settings = context.settings
+        self.live = settings.live("line")
+        self._client: AsyncApiClient | None = None
+        self._api: AsyncMessagingApi | None = None
+        self._timeout = aiohttp.ClientTimeout(total=settings.line_timeout)
+        self._limiter = RateLimiter(
+            context.redis,
+            context.keys.rate_limit("line:multicast"),
+            settings.line_rate_limit,
+            burst=max(1, int(settings.line_rate_limit / 10)),
+        )
+        if self.live:
+            token = settings.line_channel_access_token
+            assert token is not None
+            config = Configuration(
+                host=settings.line_api_url, access_token=token.get_secret_value()
+            )
+            config.connection_pool_maxsize = max(16, settings.worker_concurrency * 2)
+            self._client = AsyncApiClient(config)
+            self._api = AsyncMessagingApi(self._client)
+            self._api.line_base_path = settings.line_api_url  # the SDK fixes it to api.line.me
+
     @staticmethod
     def compose(templates: Templates, notice: Announcement, lang: str) -> dict[str, Any]:
-        text = templates.render("line/announcement.txt", notice, lang)
-        tail = f"\n{notice.url}" if notice.url else ""
-        return {"messages": [{"type": "text", "text": fit_text(text, TEXT_LIMIT, tail)}]}
+        return {"messages": [flex_message(templates, notice, lang)]}
 
     def request_body(self, batch: Batch) -> dict[str, Any]:
         """The multicast request, exactly as LINE's API takes it."""
@@ -44,8 +153,41 @@ class LineChannel(BaseChannel):
     async def _send(self, batch: Batch) -> Outcome:
         if not batch.recipients:
             raise PermanentError("a multicast needs at least one user id")
+        if self._api is None:
+            return await self._to_outbox(batch)
+        request = MulticastRequest.from_dict(self.request_body(batch))
+        key = retry_key(batch.notice_id, self.name, batch.number)
+        await self._limiter.acquire()
+        try:
+            response = await self._api.multicast_with_http_info(
+                request, x_line_retry_key=key, _request_timeout=self._timeout
+            )
+            result = classify(response.status_code, dict(response.headers or {}), "")
+        except ApiException as e:
+            headers = {k.lower(): v for k, v in (e.headers or {}).items()}
+            result = classify(int(e.status or 0), headers, _text(e.body))
+        except (TimeoutError, aiohttp.ClientError) as e:
+            raise RetryableError(f"LINE unreachable: {type(e).__name__}") from e
+        if isinstance(result, Paused):
+            raise Paused(result.message, defer=self.context.settings.line_pause_seconds)
+        if isinstance(result, Exception):
+            raise result
+        result.sent = len(batch.recipients)
+        return result
+
+    async def _to_outbox(self, batch: Batch) -> Outcome:
         path = self.context.outbox(self.name) / (
             f"{batch.notice_id}-{batch.lang}-{batch.number:04d}.json"
         )
         await asyncio.to_thread(write_json, path, self.request_body(batch))
         return Outcome(sent=len(batch.recipients))
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+def _text(body: Any) -> str:
+    if isinstance(body, bytes):
+        return body.decode(errors="replace")
+    return "" if body is None else str(body)

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     line_channel_access_token: SecretStr | None = None
     line_channel_secret: SecretStr | None = None
     line_api_url: str = "https://api.line.me"
+    line_rate_limit: float = Field(2000.0, gt=0)  # multicast requests a second, all processes
+    line_timeout: float = Field(10.0, gt=0)
+    line_pause_seconds: float = Field(600.0, gt=0)  # after the monthly limit, try again then
     x_consumer_key: SecretStr | None = None
     x_consumer_secret: SecretStr | None = None
     x_access_token: SecretStr | None = None

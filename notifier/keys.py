@@ -54,6 +54,12 @@ class Keys:
     def batch_log(self, notice_id: str) -> str:
         return f"{self.prefix}batches:{notice_id}"
 
+    def line_event(self, webhook_event_id: str) -> str:
+        return f"{self.prefix}line:event:{webhook_event_id}"
+
+    def rate_limit(self, name: str) -> str:
+        return f"{self.prefix}rate:{name}"
+
     def paused(self, channel: str) -> str:
         return f"{self.prefix}paused:{channel}"
 

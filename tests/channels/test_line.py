@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from datetime import UTC, datetime
 
-from channels.line import TEXT_LIMIT, LineChannel, fit_text, utf16_len
+from channels.line import (
+    ALT_TEXT_LIMIT,
+    BUBBLE_LIMIT,
+    LineChannel,
+    fit_text,
+    json_size,
+    retry_key,
+    utf16_len,
+)
 from notifier.config import Settings
 from notifier.models import Announcement
 from notifier.render import Templates
@@ -34,16 +44,53 @@ def test_fit_text_keeps_the_tail_and_never_splits_a_surrogate_pair() -> None:
     assert fit_text("短い", 5000, tail) == "短い"
 
 
-def test_a_long_announcement_fits_lines_text_limit_with_its_link(settings: Settings) -> None:
-    long = notice(settings, body="お知らせ" * 1250, url="https://www.city.nerima.tokyo.jp/a")
+def test_a_long_announcement_fits_lines_limits_with_its_link(settings: Settings) -> None:
+    # 5000 characters that JSON-escape to six bytes each, and four-byte ones in the title
+    long = notice(
+        settings,
+        title="🌸" * 100,
+        body="<" * 3000 + "練" * 2000,
+        url="https://www.city.nerima.tokyo.jp/a",
+    )
     content = LineChannel.compose(Templates(settings), long, "ja")
     (message,) = content["messages"]
-    assert utf16_len(message["text"]) <= TEXT_LIMIT
-    assert message["text"].endswith("https://www.city.nerima.tokyo.jp/a")
+    assert message["type"] == "flex"
+    assert utf16_len(message["altText"]) <= ALT_TEXT_LIMIT
+    assert json_size(message["contents"]) <= BUBBLE_LIMIT
+    footer = message["contents"]["footer"]["contents"][0]["action"]
+    assert footer == {
+        "type": "uri",
+        "label": "詳しく見る",
+        "uri": "https://www.city.nerima.tokyo.jp/a",
+    }
     assert errors({"to": ["U" + "0" * 32], **content}, "MulticastRequest") == []
+
+
+def test_a_body_too_long_for_a_bubble_is_cut_and_points_to_the_link(settings: Settings) -> None:
+    # control characters take six bytes each in JSON (\\u0007): 5000 of them pass 30 KB
+    huge = notice(settings, body="\a" * 5000, url="https://www.city.nerima.tokyo.jp/b")
+    (message,) = LineChannel.compose(Templates(settings), huge, "ja")["messages"]
+    body = message["contents"]["body"]["contents"][1]["text"]
+    assert json_size(message["contents"]) <= BUBBLE_LIMIT
+    assert body.endswith("…\n（続きはリンク先へ）") and len(body) > 4000
+
+
+def test_text_is_escaped_for_json_not_html(settings: Settings) -> None:
+    tricky = notice(settings, title='"引用" & <タグ> \\ {{ x }}')
+    (message,) = LineChannel.compose(Templates(settings), tricky, "ja")["messages"]
+    assert message["contents"]["body"]["contents"][0]["text"] == '"引用" & <タグ> \\ {{ x }}'
+    assert "footer" not in message["contents"]  # no url, no button
 
 
 def test_the_english_translation_is_used_for_english_readers(settings: Settings) -> None:
     translated = notice(settings, translations={"en": {"title": "Water outage", "body": "B"}})
-    text = LineChannel.compose(Templates(settings), translated, "en")["messages"][0]["text"]
-    assert "Water outage" in text and "Nerima City" in text
+    (message,) = LineChannel.compose(Templates(settings), translated, "en")["messages"]
+    texts = json.dumps(message, ensure_ascii=False)
+    assert "Water outage" in texts and "Nerima City notice" in texts
+
+
+def test_retry_keys_are_stable_per_batch_and_distinct_across_batches() -> None:
+    assert retry_key("n1", "line", 0) == retry_key("n1", "line", 0)
+    keys = {retry_key(n, "line", b) for n in ("n1", "n2") for b in range(100)}
+    assert len(keys) == 200
+    assert str(uuid.UUID(retry_key("n1", "line", 0))) == retry_key("n1", "line", 0)

@@ -97,8 +97,8 @@ async def test_each_channel_gets_exactly_its_audience_in_its_language(
     assert set(requests) == {f"{notice_id}-en-0000.json", f"{notice_id}-ja-0001.json"}
     english, japanese = requests[f"{notice_id}-en-0000.json"], requests[f"{notice_id}-ja-0001.json"]
     assert english["to"] == [LINE_B] and japanese["to"] == [LINE_A]
-    assert "Bulky waste days change" in english["messages"][0]["text"]
-    assert "粗大ごみの収集日が変わります" in japanese["messages"][0]["text"]
+    assert english["messages"][0]["altText"].startswith("Bulky waste days change")
+    assert japanese["messages"][0]["altText"].startswith("粗大ごみの収集日が変わります")
     for request in requests.values():
         assert line_errors(request, "MulticastRequest") == []
 

@@ -1,0 +1,169 @@
+"""POST /line/webhook: LINE's signed events drive the subscription conversation."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from linebot.v3.exceptions import InvalidSignatureError
+from linebot.v3.messaging import (
+    ApiException,
+    AsyncApiClient,
+    AsyncMessagingApi,
+    Configuration,
+    ReplyMessageRequest,
+)
+from linebot.v3.webhook import WebhookParser
+from linebot.v3.webhooks import (
+    FollowEvent,
+    MessageEvent,
+    PostbackEvent,
+    TextMessageContent,
+    UnfollowEvent,
+)
+
+from notifier import line_chat
+from notifier.line_chat import Choices
+from notifier.logs import event as log_event
+from notifier.runtime import Runtime
+from notifier.web.app import RUNTIME, ApiError, json_response
+
+log = logging.getLogger("notifier.line")
+REPLY_WINDOW_MS = 60_000  # a reply token is good for about a minute
+EVENT_MEMORY = 24 * 3600  # seconds a webhookEventId is remembered (LINE redelivers within it)
+
+
+class LineWebhook:
+    """The parser (signature check) and the reply client, made once per application."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        settings = runtime.settings
+        secret, token = settings.line_channel_secret, settings.line_channel_access_token
+        assert secret is not None and token is not None
+        self.runtime = runtime
+        self.parser = WebhookParser(secret.get_secret_value())
+        config = Configuration(host=settings.line_api_url, access_token=token.get_secret_value())
+        self.client = AsyncApiClient(config)
+        self.api = AsyncMessagingApi(self.client)
+        self.api.line_base_path = settings.line_api_url
+        self.timeout = aiohttp.ClientTimeout(total=settings.line_timeout)
+
+    async def handle(self, event: Any) -> None:
+        rt = self.runtime
+        user_id = getattr(event.source, "user_id", None)
+        if not user_id:
+            return  # groups and rooms are not residents
+        store, ward = rt.subscribers, rt.settings.ward
+        subscriber_id = await store.find("line", user_id)
+        replies: list[dict[str, Any]] = []
+        if isinstance(event, UnfollowEvent):
+            if subscriber_id is not None:
+                await store.delete(subscriber_id)  # the resident's data goes with them
+            log_event(log, "line.unfollow", subscriber=subscriber_id)
+            return
+        choices = await self._choices(subscriber_id)
+        if isinstance(event, FollowEvent):
+            subscriber_id = await self._save(user_id, Choices())
+            replies = line_chat.welcome(ward)
+        elif isinstance(event, PostbackEvent):
+            new, replies = line_chat.on_postback(ward, choices, event.postback.data)
+            if new != choices or subscriber_id is None:
+                subscriber_id = await self._save(user_id, new)
+        elif isinstance(event, MessageEvent) and isinstance(event.message, TextMessageContent):
+            if subscriber_id is None:
+                subscriber_id = await self._save(user_id, choices)
+            wants = line_chat.wants_settings(event.message.text)
+            replies = line_chat.menu(ward, choices) if wants else line_chat.help_text(ward)
+        log_event(log, "line.event", type=event.type, subscriber=subscriber_id)
+        await self._reply(event, replies)
+
+    async def _choices(self, subscriber_id: str | None) -> Choices:
+        sub = await self.runtime.subscribers.get(subscriber_id) if subscriber_id else None
+        if sub is None:
+            return Choices()
+        return Choices(tuple(sub.areas), tuple(sub.topics), sub.language)
+
+    async def _save(self, user_id: str, choices: Choices) -> str:
+        store = self.runtime.subscribers
+        sub = store.validate(
+            {
+                "channel": "line",
+                "address": user_id,
+                "areas": list(choices.areas),
+                "topics": list(choices.topics),
+                "language": choices.language,
+            }
+        )
+        ((subscriber_id, _),) = await store.save([sub])
+        return subscriber_id
+
+    async def _reply(self, event: Any, messages: list[dict[str, Any]]) -> None:
+        """Reply once, only in active mode, only while the token is fresh."""
+        token = getattr(event, "reply_token", None)
+        if not messages or not token or str(event.mode) != "active":
+            return
+        if time.time() * 1000 - event.timestamp > REPLY_WINDOW_MS:
+            return
+        request = ReplyMessageRequest.from_dict({"replyToken": token, "messages": messages[:5]})
+        try:
+            await self.api.reply_message(request, _request_timeout=self.timeout)
+        except (ApiException, TimeoutError, aiohttp.ClientError) as e:
+            log_event(
+                log,
+                "line.reply_failed",
+                logging.WARNING,
+                error=type(e).__name__,
+                status=getattr(e, "status", None),
+            )
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+LINE = web.AppKey("line", LineWebhook)
+
+
+async def webhook(request: web.Request) -> web.Response:
+    line: LineWebhook | None = request.app.get(LINE)
+    if line is None:
+        raise ApiError(503, "line_not_configured", "LINE credentials are not configured")
+    signature = request.headers.get("X-Line-Signature", "")
+    if not signature:
+        raise ApiError(400, "missing_signature", "the X-Line-Signature header is missing")
+    body = (await request.read()).decode(errors="replace")
+    try:
+        events = line.parser.parse(body, signature)
+    except InvalidSignatureError:
+        raise ApiError(401, "bad_signature", "the signature does not match the body") from None
+    except (ValueError, KeyError, TypeError):
+        raise ApiError(400, "bad_payload", "not a LINE webhook payload") from None
+    redis, keys = line.runtime.redis, line.runtime.keys
+    for item in events:
+        seen = keys.line_event(str(item.webhook_event_id))
+        if not await redis.set(seen, "1", nx=True, ex=EVENT_MEMORY):
+            continue  # a redelivery of an event already handled
+        try:
+            await line.handle(item)
+        except Exception:
+            await redis.delete(seen)  # let LINE's redelivery try it again
+            raise
+    return json_response({})
+
+
+async def line_context(app: web.Application) -> AsyncIterator[None]:
+    """The reply client lives as long as the application, when LINE is configured."""
+    runtime = app[RUNTIME]
+    if runtime.settings.live("line"):
+        app[LINE] = LineWebhook(runtime)
+    yield
+    if LINE in app:
+        await app[LINE].close()
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/line/webhook", webhook)
+    app.cleanup_ctx.append(line_context)
