@@ -149,3 +149,31 @@ def announcement(**fields: Any) -> dict[str, Any]:
     }
     body.update(fields)
     return body
+
+
+LINE_TOKEN = "test-channel-token"
+LINE_SECRET = "test-channel-secret"
+
+
+@pytest.fixture
+async def fake_line() -> AsyncIterator[Any]:
+    from tests.fake_line import FakeLine
+
+    fake = FakeLine(token=LINE_TOKEN)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+def line_settings(tmp_path: Path, prefix: str, fake_url: str, **overrides: Any) -> Settings:
+    """Settings with LINE live against the fake server."""
+    values: dict[str, Any] = {
+        "line_channel_access_token": LINE_TOKEN,
+        "line_channel_secret": LINE_SECRET,
+        "line_api_url": fake_url,
+        "line_timeout": 0.5,
+        "line_rate_limit": 1000.0,
+        "line_pause_seconds": 0.5,
+    }
+    values.update(overrides)
+    return make_settings(tmp_path, prefix, **values)

@@ -104,7 +104,8 @@ class LineWebhook:
     async def _reply(self, event: Any, messages: list[dict[str, Any]]) -> None:
         """Reply once, only in active mode, only while the token is fresh."""
         token = getattr(event, "reply_token", None)
-        if not messages or not token or str(event.mode) != "active":
+        mode = getattr(event.mode, "value", event.mode)  # an enum of str in the SDK
+        if not messages or not token or mode != "active":
             return
         if time.time() * 1000 - event.timestamp > REPLY_WINDOW_MS:
             return
