@@ -226,6 +226,9 @@ def cmd_post(settings: Settings, args: argparse.Namespace) -> int:
     return with_runtime(settings, job)
 
 
+LIVE_CHANNELS = ("line",)  # channels that send for real when their credentials are set
+
+
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     ok = answers(settings.redis_url)
     print(f"redis    {'answers' if ok else 'NOT ANSWERING'} at {settings.redis_url}")
@@ -241,6 +244,8 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
                 f"{channel:<8} outbox mode, writing to {settings.outbox_dir / channel}"
                 f" (not set: {', '.join(missing)})"
             )
+        elif channel in LIVE_CHANNELS:
+            print(f"{channel:<8} live")
         else:
             print(f"{channel:<8} credentials set; live sending is not built yet, so outbox mode")
     if settings.secret_key is None:

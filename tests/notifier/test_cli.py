@@ -64,6 +64,16 @@ def test_check_names_each_channel_mode_and_redis(prefix: str, tmp_path: Path) ->
     )
     assert any(line.startswith("email    outbox mode") for line in lines)
     assert any(line.startswith("x        outbox mode") for line in lines)
+    live = notifier(
+        env_for(
+            prefix,
+            tmp_path,
+            NOTIFIER_LINE_CHANNEL_ACCESS_TOKEN="t",
+            NOTIFIER_LINE_CHANNEL_SECRET="s",
+        ),
+        "check",
+    )
+    assert "line     live" in live.stdout.splitlines()
     nowhere = f"redis://127.0.0.1:{free_port()}/0"
     down = notifier(env_for(prefix, tmp_path, NOTIFIER_REDIS_URL=nowhere), "check")
     assert down.returncode == 1 and "NOT ANSWERING" in down.stdout
