@@ -1,9 +1,13 @@
 """The dispatcher: reads the intake stream, schedules or fans a notice out to channel streams.
 
-For each notice: resolve the audience per channel, render once per (channel, language),
-cut the audience into batches and queue them, all in one transaction with the
-acknowledgement of the intake entry, so a crash at any point repeats the whole step
-or none of it.
+For each notice: render once per (channel, language); compute each channel's audience
+inside Redis into one set per language; then, in one transaction, set the progress
+counters, the status and the channels' single batches (X, print). Then cut the audience
+sets into batches with a Lua script that moves up to a batch's worth of ids from the set
+into a new stream entry, so workers start on the first batch at once while the rest is
+being cut. Only then is the intake entry acknowledged: a dispatcher that dies half-way
+leaves it pending, and the one that reclaims it cuts what is left. Each id is in its set
+or in exactly one batch, never both, never neither.
 """
 
 from __future__ import annotations
@@ -42,22 +46,48 @@ from notifier.subscribers import SubscriberStore
 log = logging.getLogger("notifier.dispatch")
 
 GROUP = "dispatch"
-FINISHED = (b"cancelled", b"dispatching", b"done", b"failed")  # nothing for the dispatcher to do
+FINISHED = (b"cancelled", b"done", b"failed")  # nothing for the dispatcher to do
 ID_NAMESPACE = uuid.UUID("6f1d3a52-4d0e-4a55-9d3c-2f7a0c0b7e11")
 
 
-@dataclass(frozen=True)
-class Plan:
-    """One channel's share of a notice: its rendered content per language and its batches."""
+AUDIENCE_TTL = 7 * 24 * 3600  # an audience set outlives any plausible pause of its channel
+
+# KEYS: audience set, delivery stream, batch counter.
+# ARGV: notice id, channel, language, kind, batch size
+_CUT = """
+local ids = redis.call('SPOP', KEYS[1], ARGV[5])
+if #ids == 0 then return 0 end
+table.sort(ids)
+local n = redis.call('HINCRBY', KEYS[3], ARGV[2], 1) - 1
+local data = '{"notice":' .. cjson.encode(ARGV[1]) .. ',"kind":' .. cjson.encode(ARGV[4])
+  .. ',"channel":' .. cjson.encode(ARGV[2]) .. ',"lang":' .. cjson.encode(ARGV[3])
+  .. ',"n":' .. n .. ',"recipients":' .. cjson.encode(ids) .. ',"areas":[],"size":' .. #ids
+  .. ',"attempt":1}'
+redis.call('XADD', KEYS[2], '*', 'data', data)
+return #ids
+"""
+
+
+@dataclass
+class Prepared:
+    """One channel's share of a notice, before anything is written about it."""
 
     channel: str
     rendered: dict[str, dict[str, Any]]  # language → content
-    batches: list[dict[str, Any]]
-    recipients: int
+    recipients: int = 0
+    single: dict[str, Any] | None = None  # the one batch of X or print
 
 
-def cut(ids: list[str], size: int) -> list[list[str]]:
-    return [ids[i : i + size] for i in range(0, len(ids), size)]
+def render_groups(
+    cls: type[BaseChannel], notice: Announcement, languages: list[str]
+) -> dict[str, list[str]]:
+    """The languages a channel renders the notice in, each with the readers' languages it
+    serves (a language without a translation is served in Japanese)."""
+    groups: dict[str, list[str]] = {}
+    for wanted in languages:
+        for lang in cls.languages(notice, {wanted}):
+            groups.setdefault(lang, []).append(wanted)
+    return groups
 
 
 def lane(kind: str) -> str:
@@ -81,6 +111,7 @@ class Dispatcher:
         self.subscribers = subscribers
         self.metrics = metrics
         self.consumer = consumer_name()
+        self._cut = redis.register_script(_CUT)
 
     async def run(self, stop: asyncio.Event) -> None:
         ready = False
@@ -174,15 +205,19 @@ class Dispatcher:
         if record.get(b"status") in FINISHED:  # a redelivery: nothing left to do but ack
             await self._ack_only(entry_id, notice.id, as_text(record[b"status"]))
             return
+        if record.get(b"status") == b"dispatching":  # a dispatcher died while cutting
+            await self._cut_all(notice)
+            await self._ack_only(entry_id, notice.id, "dispatching")
+            return
         now = datetime.now(UTC)
         # never before its time: a dispatcher whose clock is behind the scheduler's puts the
         # notice back, and the scheduler releases it again a second later
         due = notice.publish_at is None or notice.publish_at <= now
-        plans = await self.plan(notice) if due else []
+        prepared = await self.prepare(notice) if due else []
         async with self.redis.pipeline(transaction=True) as pipe:
             await pipe.watch(key)
             status = await pipe.hget(key, "status")
-            if status in FINISHED:
+            if status in FINISHED or status == b"dispatching":
                 await self._ack_only(entry_id, notice.id, as_text(status))
                 return
             multi(pipe)
@@ -196,17 +231,18 @@ class Dispatcher:
                 await pipe.execute()
                 event(log, "notice.scheduled", notice=notice.id, at=notice.publish_at.isoformat())
                 return
-            self._queue(pipe, notice, plans)
-            self._ack(pipe, entry_id)
+            self._queue(pipe, notice, prepared)
             await pipe.execute()
         event(
             log,
-            "notice.dispatched",
+            "notice.dispatching",
             notice=notice.id,
             kind=notice.kind,
-            recipients={p.channel: p.recipients for p in plans},
-            batches=sum(len(p.batches) for p in plans),
+            recipients={p.channel: p.recipients for p in prepared},
         )
+        batches = await self._cut_all(notice)
+        await self._ack_only(entry_id, notice.id, "dispatched")
+        event(log, "notice.dispatched", notice=notice.id, batches=batches)
 
     async def _ack_only(self, entry_id: str, notice_id: str, status: str) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -229,11 +265,10 @@ class Dispatcher:
         )
         pipe.zadd(self.keys.notices, {notice.id: now})
 
-    def _queue(self, pipe: Any, notice: Announcement, plans: list[Plan]) -> None:
+    def _queue(self, pipe: Any, notice: Announcement, prepared: list[Prepared]) -> None:
         assert notice.id is not None
         k = self.keys
-        total = sum(p.recipients for p in plans)
-        for p in plans:
+        for p in prepared:
             for lang, content in p.rendered.items():
                 pipe.hset(k.rendered(notice.id), f"{p.channel}:{lang}", json.dumps(content))
             pipe.hset(
@@ -245,71 +280,78 @@ class Dispatcher:
                     f"{p.channel}:pending": p.recipients,
                 },
             )
-            stream = k.delivery(p.channel, lane(notice.kind))
-            for batch in p.batches:
-                pipe.xadd(stream, {"data": json.dumps(batch)})
-        status = "dispatching" if total else "done"
+            if p.single is not None:
+                pipe.xadd(k.delivery(p.channel, lane(notice.kind)), {"data": json.dumps(p.single)})
+        status = "dispatching" if sum(p.recipients for p in prepared) else "done"
         pipe.hset(k.notice(notice.id), mapping={"status": status, "updated": time.time()})
+
+    async def _cut_all(self, notice: Announcement) -> int:
+        """Cut every audience set of the notice into batches; returns how many were cut."""
+        assert notice.id is not None
+        k, cut = self.keys, 0
+        for name in notice.channels:
+            cls = channel_class(name)
+            if cls.audience != "subscribers":
+                continue
+            size = self._batch_size(cls)
+            stream = k.delivery(name, lane(notice.kind))
+            for lang in sorted(render_groups(cls, notice, self.settings.ward.language_codes)):
+                keys = [k.audience(notice.id, name, lang), stream, k.cut_counter(notice.id)]
+                args: list[str | int] = [notice.id, name, lang, notice.kind, size]
+                chunk = 1  # the first batch goes alone, to reach LINE soonest
+                while True:
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        for _ in range(chunk):
+                            await self._cut(keys=keys, args=args, client=pipe)
+                        moved = await pipe.execute()
+                    cut += sum(1 for m in moved if m)
+                    if not all(moved):
+                        break
+                    chunk = min(chunk * 2, 16)
+        return cut
+
+    def _batch_size(self, cls: type[BaseChannel]) -> int:
+        sizes = {"line": self.settings.line_batch_size, "email": self.settings.email_batch_size}
+        return sizes.get(cls.name, cls.batch_size)
 
     def _ack(self, pipe: Any, entry_id: str) -> None:
         pipe.xack(self.keys.intake, GROUP, entry_id)
         pipe.xdel(self.keys.intake, entry_id)
 
-    async def plan(self, notice: Announcement) -> list[Plan]:
-        """Audience, rendering and batches for every channel of the notice (no writes)."""
-        plans = []
+    async def prepare(self, notice: Announcement) -> list[Prepared]:
+        """Render every channel's content and put its audience in sets, by language."""
+        assert notice.id is not None
+        prepared = []
+        languages = self.settings.ward.language_codes
         for name in notice.channels:
             cls = channel_class(name)
-            groups = await self._groups(cls, notice)
-            batch_size = {
-                "line": self.settings.line_batch_size,
-                "email": self.settings.email_batch_size,
-            }.get(name, cls.batch_size)
-            rendered: dict[str, dict[str, Any]] = {}
-            batches: list[dict[str, Any]] = []
-            recipients = 0
-            for lang in sorted(groups):
-                members = groups[lang]
-                rendered[lang] = cls.compose(self.templates, notice, lang)
-                if cls.audience == "subscribers":
-                    chunks = cut(sorted(members), batch_size)
-                    sizes = [len(c) for c in chunks]
-                    areas: list[str] = []
-                else:
-                    chunks, sizes = [[]], [len(members)]
-                    areas = sorted(members) if cls.audience == "areas" else []
-                for chunk, size in zip(chunks, sizes, strict=True):
-                    batches.append(
-                        {
-                            "notice": notice.id,
-                            "kind": notice.kind,
-                            "channel": name,
-                            "lang": lang,
-                            "n": len(batches),
-                            "recipients": chunk,
-                            "areas": areas,
-                            "size": size,
-                            "attempt": 1,
-                        }
-                    )
-                    recipients += size
-            plans.append(Plan(name, rendered, batches, recipients))
-        return plans
-
-    async def _groups(self, cls: type[BaseChannel], notice: Announcement) -> dict[str, set[str]]:
-        """Recipients grouped by the language they will read it in."""
-        if cls.audience == "public":
-            return {"ja": {"public"}}
-        if cls.audience == "areas":
-            return {"ja": set(notice.areas or self.settings.ward.area_codes)}
-        kind: str = notice.kind  # widened: only announcements are modelled so far
-        topics = None if kind == "alert" else notice.topics
-        found = await self.subscribers.audience(cls.name, notice.areas, topics)
-        groups: dict[str, set[str]] = {}
-        for wanted, ids in found.by_language.items():
-            (lang,) = cls.languages(notice, {wanted})
-            groups.setdefault(lang, set()).update(ids)
-        return groups
+            groups = render_groups(cls, notice, languages)
+            rendered = {lang: cls.compose(self.templates, notice, lang) for lang in sorted(groups)}
+            p = Prepared(name, rendered)
+            if cls.audience == "subscribers":
+                kind: str = notice.kind  # widened: only announcements are modelled so far
+                topics = None if kind == "alert" else notice.topics
+                targets = {self.keys.audience(notice.id, name, g): w for g, w in groups.items()}
+                counts = await self.subscribers.audience_into(
+                    name, notice.areas, topics, targets, ttl=AUDIENCE_TTL
+                )
+                p.recipients = sum(counts.values())
+            else:
+                areas = notice.areas or self.settings.ward.area_codes
+                p.recipients = len(areas) if cls.audience == "areas" else 1
+                p.single = {
+                    "notice": notice.id,
+                    "kind": notice.kind,
+                    "channel": name,
+                    "lang": "ja",
+                    "n": 0,
+                    "recipients": [],
+                    "areas": sorted(areas) if cls.audience == "areas" else [],
+                    "size": p.recipients,
+                    "attempt": 1,
+                }
+            prepared.append(p)
+        return prepared
 
     async def reject(self, entry_id: str, raw: str, reason: str) -> None:
         """An invalid entry moves to the rejected stream with its reason: nothing is dropped."""

@@ -51,6 +51,13 @@ class Keys:
     def delivery(self, channel: str, lane: str) -> str:
         return f"{self.prefix}deliver:{channel}:{lane}"
 
+    def audience(self, notice_id: str, channel: str, lang: str) -> str:
+        """The ids still to be cut into batches for (notice, channel, language)."""
+        return f"{self.prefix}aud:{notice_id}:{channel}:{lang}"
+
+    def cut_counter(self, notice_id: str) -> str:
+        return f"{self.prefix}cut:{notice_id}"
+
     def batch_log(self, notice_id: str) -> str:
         return f"{self.prefix}batches:{notice_id}"
 

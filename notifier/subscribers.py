@@ -12,6 +12,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -171,17 +172,50 @@ class SubscriberStore:
 
     async def audience(self, channel: str, areas: list[str], topics: list[str] | None) -> Audience:
         """Who on ``channel`` gets a notice for ``areas`` ([] = whole ward) and ``topics``
-        (None = regardless of topic choices), by language.
-
-        The set arithmetic runs inside Redis, in one transaction on scratch keys, so only
-        the final ids cross the wire: channel ∩ (chosen areas ∪ whole ward) ∩ (chosen
-        topics ∪ every topic), then ∩ each language.
-        """
-        k = self.keys
+        (None = regardless of topic choices), by language."""
         languages = self.settings.ward.language_codes
+        replies = await self._select(channel, areas, topics, [([lang], None) for lang in languages])
+        return Audience(
+            {
+                lang: {as_text(m) for m in members}
+                for lang, members in zip(languages, replies, strict=True)
+                if members
+            }
+        )
+
+    async def audience_into(
+        self,
+        channel: str,
+        areas: list[str],
+        topics: list[str] | None,
+        groups: dict[str, list[str]],
+        ttl: int,
+    ) -> dict[str, int]:
+        """Store the audience in sets, one per group of languages (target key → languages),
+        without its ids ever leaving Redis; returns each set's size."""
+        targets = list(groups)
+        counts = await self._select(
+            channel, areas, topics, [(groups[t], t) for t in targets], ttl=ttl
+        )
+        return {target: int(n) for target, n in zip(targets, counts, strict=True)}
+
+    async def _select(
+        self,
+        channel: str,
+        areas: list[str],
+        topics: list[str] | None,
+        outputs: list[tuple[list[str], str | None]],
+        ttl: int = 0,
+    ) -> list[Any]:
+        """The audience arithmetic, inside Redis in one transaction on scratch keys:
+        channel ∩ (chosen areas ∪ whole ward) ∩ (chosen topics ∪ every topic), then ∩ the
+        languages of each output. An output with a target key is stored there (its size
+        returned); one without is returned as ids."""
+        k = self.keys
         scratch = k.scratch(secrets.token_hex(8))
         in_areas, in_topics, chosen = f"{scratch}:areas", f"{scratch}:topics", f"{scratch}:all"
         sets = [k.by_channel(channel)]
+        results: list[int] = []
         async with self.redis.pipeline(transaction=True) as pipe:
             if areas:
                 pipe.sunionstore(in_areas, [k.by_area(a) for a in [*areas, ALL]])
@@ -190,18 +224,20 @@ class SubscriberStore:
                 pipe.sunionstore(in_topics, [k.by_topic(t) for t in [*topics, ALL]])
                 sets.append(in_topics)
             pipe.sinterstore(chosen, sets)
-            for lang in languages:
-                pipe.sinter([chosen, k.by_language(lang)])
+            for i, (languages, target) in enumerate(outputs):
+                in_languages = f"{scratch}:lang{i}"
+                pipe.sunionstore(in_languages, [k.by_language(lang) for lang in languages])
+                results.append(len(pipe.command_stack))
+                if target is None:
+                    pipe.sinter([chosen, in_languages])
+                else:
+                    pipe.sinterstore(target, [chosen, in_languages])
+                    if ttl:
+                        pipe.expire(target, ttl)
+                pipe.delete(in_languages)
             pipe.delete(in_areas, in_topics, chosen)
             replies = await pipe.execute()
-        by_language = replies[-1 - len(languages) : -1]
-        return Audience(
-            {
-                lang: {as_text(m) for m in members}
-                for lang, members in zip(languages, by_language, strict=True)
-                if members
-            }
-        )
+        return [replies[i] for i in results]
 
     async def counts(self) -> dict[str, int]:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from notifier.dispatch import Dispatcher
 from notifier.runtime import Runtime
@@ -116,3 +117,41 @@ async def test_large_audiences_are_cut_into_batches_of_the_configured_size(
     ids = [sid for j in jobs for sid in j["recipients"]]
     assert len(set(ids)) == 1203
     assert not any(u in json.dumps(jobs) for u in users[:50])  # ids, not LINE user ids
+
+
+async def test_a_dispatcher_that_dies_while_cutting_is_taken_over_without_loss_or_double(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    users = [f"U{i:032x}" for i in range(1203)]
+    await runtime.subscribers.save(
+        [runtime.subscribers.validate({"channel": "line", "address": u}) for u in users]
+    )
+    raw = json.dumps(announcement(channels=["line"]))
+    entry = (await runtime.redis.xadd(runtime.keys.intake, {"notice": raw})).decode()
+    first = dispatcher(runtime)
+    real_cut = first._cut
+    calls = 0
+
+    async def dies_after_one(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise RedisConnectionError("Redis went away mid-cut")
+        return await real_cut(*args, **kwargs)
+
+    monkeypatch.setattr(first, "_cut", dies_after_one)
+    with pytest.raises(RedisConnectionError):
+        await first.handle(entry, {b"notice": raw.encode()})
+    stream = runtime.keys.delivery("line", "normal")
+    assert await runtime.redis.xlen(stream) == 1  # the first batch went out at once
+    assert await runtime.redis.xlen(runtime.keys.intake) == 1  # not acknowledged
+    (notice,) = await runtime.notices.list()
+    assert notice["status"] == "dispatching"
+
+    await dispatcher(runtime).handle(entry, {b"notice": raw.encode()})  # the one that reclaims
+    jobs = [json.loads(f[b"data"]) for _, f in await runtime.redis.xrange(stream)]
+    ids = [sid for job in jobs for sid in job["recipients"]]
+    assert len(ids) == len(set(ids)) == 1203
+    assert sorted(job["n"] for job in jobs) == [0, 1, 2]
+    assert await runtime.redis.xlen(runtime.keys.intake) == 0
+    assert [k async for k in runtime.redis.scan_iter(match=f"{runtime.keys.prefix}aud:*")] == []
