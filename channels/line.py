@@ -19,6 +19,7 @@ from linebot.v3.messaging import (
     AsyncApiClient,
     AsyncMessagingApi,
     Configuration,
+    Message,
     MulticastRequest,
 )
 
@@ -123,6 +124,7 @@ class LineChannel(BaseChannel):
         settings = context.settings
         self.live = settings.live("line")
         self._client: AsyncApiClient | None = None
+        self._models: dict[str, list[Message]] = {}
         self._api: AsyncMessagingApi | None = None
         self._timeout = aiohttp.ClientTimeout(total=settings.line_timeout)
         self._limiter = RateLimiter(
@@ -155,7 +157,11 @@ class LineChannel(BaseChannel):
             raise PermanentError("a multicast needs at least one user id")
         if self._api is None:
             return await self._to_outbox(batch)
-        request = MulticastRequest.from_dict(self.request_body(batch))
+        request = MulticastRequest.construct(
+            to=[r.address for r in batch.recipients],
+            messages=self._messages(batch),
+            notification_disabled=False,
+        )
         key = retry_key(batch.notice_id, self.name, batch.number)
         await self._limiter.acquire()
         try:
@@ -174,6 +180,16 @@ class LineChannel(BaseChannel):
             raise result
         result.sent = len(batch.recipients)
         return result
+
+    def _messages(self, batch: Batch) -> list[Message]:
+        """The SDK's message models, built once per (notice, language): building them
+        for every batch of 500 would cost more than sending it."""
+        key = f"{batch.notice_id}:{batch.lang}"
+        if key not in self._models:
+            if len(self._models) >= 64:
+                self._models.clear()
+            self._models[key] = [Message.from_dict(m) for m in batch.content["messages"]]
+        return self._models[key]
 
     async def _to_outbox(self, batch: Batch) -> Outcome:
         path = self.context.outbox(self.name) / (

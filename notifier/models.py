@@ -176,6 +176,13 @@ class Subscriber(BaseModel):
         _check_codes([value], _ward(info).language_codes, "language")
         return value
 
+    @field_validator("address", "name")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("must not contain control characters (tabs, line breaks …)")
+        return value
+
     @model_validator(mode="after")
     def _address(self) -> Subscriber:
         if self.channel == "line" and not LINE_USER_ID.match(self.address):
