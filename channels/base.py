@@ -110,8 +110,8 @@ class Channel(Protocol):
     batch_size: ClassVar[int]
     live: bool
 
-    @staticmethod
-    def languages(notice: Announcement, wanted: set[str]) -> set[str]: ...
+    @classmethod
+    def languages(cls, notice: Announcement, wanted: set[str]) -> set[str]: ...
 
     @staticmethod
     def compose(templates: Templates, notice: Announcement, lang: str) -> dict[str, Any]: ...
@@ -132,9 +132,13 @@ class BaseChannel:
     def __init__(self, context: Context) -> None:
         self.context = context
 
-    @staticmethod
-    def languages(notice: Announcement, wanted: set[str]) -> set[str]:
+    translated: ClassVar[bool] = True  # False: the channel speaks Japanese to everyone
+
+    @classmethod
+    def languages(cls, notice: Announcement, wanted: set[str]) -> set[str]:
         """The languages to render for recipients who want ``wanted``; Japanese stands in."""
+        if not cls.translated:
+            return {"ja"}
         return {lang if lang in notice.translations else "ja" for lang in wanted}
 
     @staticmethod

@@ -20,9 +20,7 @@ class PrintChannel(BaseChannel):
     audience = "areas"
     batch_size: ClassVar[int] = 1
 
-    @staticmethod
-    def languages(notice: Announcement, wanted: set[str]) -> set[str]:
-        return {"ja"}  # the entry prints the やさしい日本語 version under the original
+    translated = False  # the entry prints the やさしい日本語 version under the original
 
     @staticmethod
     def compose(templates: Templates, notice: Announcement, lang: str) -> dict[str, Any]:

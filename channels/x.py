@@ -16,9 +16,7 @@ class XChannel(BaseChannel):
     audience = "public"
     batch_size: ClassVar[int] = 1
 
-    @staticmethod
-    def languages(notice: Announcement, wanted: set[str]) -> set[str]:
-        return {"ja"}  # the ward's account posts in Japanese
+    translated = False  # the ward's account posts in Japanese
 
     @staticmethod
     def compose(templates: Templates, notice: Announcement, lang: str) -> dict[str, Any]:

@@ -330,7 +330,9 @@ class Dispatcher:
             p = Prepared(name, rendered)
             if cls.audience == "subscribers":
                 kind: str = notice.kind  # widened: only announcements are modelled so far
-                topics = None if kind == "alert" else notice.topics
+                every_topic = set(notice.topics) >= set(self.settings.ward.topic_codes)
+                # alerts ignore topic choices; a notice on every topic needs no topic filter
+                topics = None if kind == "alert" or every_topic else notice.topics
                 targets = {self.keys.audience(notice.id, name, g): w for g, w in groups.items()}
                 counts = await self.subscribers.audience_into(
                     name, notice.areas, topics, targets, ttl=AUDIENCE_TTL

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, cast
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -60,6 +61,18 @@ def _all_channels() -> list[Channel]:
     return cast("list[Channel]", list(CHANNELS))  # CHANNELS holds exactly these names
 
 
+def _areas(value: list[str], info: ValidationInfo) -> list[str]:
+    return _check_codes(value, _ward(info).area_codes, "area")
+
+
+def _topics(value: list[str], info: ValidationInfo) -> list[str]:
+    return _check_codes(value, _ward(info).topic_codes, "topic")
+
+
+AreaCodes = Annotated[list[str], AfterValidator(_areas)]
+TopicCodes = Annotated[list[str], AfterValidator(_topics)]
+
+
 class Translation(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -80,23 +93,13 @@ class Announcement(BaseModel):
     id: str | None = Field(default=None, pattern=NOTICE_ID)
     title: str = Field(min_length=1, max_length=100)
     body: str = Field(min_length=1, max_length=5000)
-    topics: list[str] = Field(min_length=1)
-    areas: list[str]
+    topics: TopicCodes = Field(min_length=1)
+    areas: AreaCodes
     channels: list[Channel] = Field(default_factory=_all_channels, min_length=1)
     url: str | None = Field(default=None, max_length=2000)
     publish_at: PublishAt | None = None
     translations: dict[str, Translation] = Field(default_factory=dict)
     received_at: AwareDatetime | None = None
-
-    @field_validator("topics")
-    @classmethod
-    def _topics(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        return _check_codes(value, _ward(info).topic_codes, "topic")
-
-    @field_validator("areas")
-    @classmethod
-    def _areas(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        return _check_codes(value, _ward(info).area_codes, "area")
 
     @field_validator("channels")
     @classmethod
@@ -156,19 +159,9 @@ class Subscriber(BaseModel):
     channel: Literal["line", "email", "print"]
     address: str = Field(min_length=1, max_length=300)
     name: str = Field(default="", max_length=100)
-    areas: list[str] = Field(default_factory=list)
-    topics: list[str] = Field(default_factory=list)
+    areas: AreaCodes = Field(default_factory=list)
+    topics: TopicCodes = Field(default_factory=list)
     language: str = "ja"
-
-    @field_validator("areas")
-    @classmethod
-    def _areas(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        return _check_codes(value, _ward(info).area_codes, "area")
-
-    @field_validator("topics")
-    @classmethod
-    def _topics(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        return _check_codes(value, _ward(info).topic_codes, "topic")
 
     @field_validator("language")
     @classmethod

@@ -19,6 +19,17 @@ def dispatcher(runtime: Runtime) -> Dispatcher:
     return Dispatcher(rt.settings, rt.redis, rt.keys, rt.templates, rt.subscribers, rt.metrics)
 
 
+async def line_notice_for(runtime: Runtime, n: int) -> tuple[list[str], str, str]:
+    """n LINE subscribers, and a notice for all of them on the intake stream."""
+    users = [f"U{i:032x}" for i in range(n)]
+    await runtime.subscribers.save(
+        [runtime.subscribers.validate({"channel": "line", "address": u}) for u in users]
+    )
+    raw = json.dumps(announcement(channels=["line"]))
+    entry = (await runtime.redis.xadd(runtime.keys.intake, {"notice": raw})).decode()
+    return users, raw, entry
+
+
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
@@ -103,12 +114,7 @@ async def test_an_entry_reusing_another_notices_id_is_rejected(runtime: Runtime)
 async def test_large_audiences_are_cut_into_batches_of_the_configured_size(
     runtime: Runtime,
 ) -> None:
-    users = [f"U{i:032x}" for i in range(1203)]
-    await runtime.subscribers.save(
-        [runtime.subscribers.validate({"channel": "line", "address": u}) for u in users]
-    )
-    raw = json.dumps(announcement(channels=["line"]))
-    entry = (await runtime.redis.xadd(runtime.keys.intake, {"notice": raw})).decode()
+    users, raw, entry = await line_notice_for(runtime, 1203)
     await dispatcher(runtime).handle(entry, {b"notice": raw.encode()})
     entries = await runtime.redis.xrange(runtime.keys.delivery("line", "normal"))
     jobs = [json.loads(fields[b"data"]) for _, fields in entries]
@@ -122,12 +128,7 @@ async def test_large_audiences_are_cut_into_batches_of_the_configured_size(
 async def test_a_dispatcher_that_dies_while_cutting_is_taken_over_without_loss_or_double(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    users = [f"U{i:032x}" for i in range(1203)]
-    await runtime.subscribers.save(
-        [runtime.subscribers.validate({"channel": "line", "address": u}) for u in users]
-    )
-    raw = json.dumps(announcement(channels=["line"]))
-    entry = (await runtime.redis.xadd(runtime.keys.intake, {"notice": raw})).decode()
+    _, raw, entry = await line_notice_for(runtime, 1203)
     first = dispatcher(runtime)
     real_cut = first._cut
     calls = 0
