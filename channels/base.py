@@ -44,10 +44,15 @@ class RetryableError(DeliveryError):
     """Try again later; ``defer`` is the wait the channel asked for, if it said."""
 
     def __init__(
-        self, message: str, defer: float | None = None, meta: dict[str, Any] | None = None
+        self,
+        message: str,
+        defer: float | None = None,
+        meta: dict[str, Any] | None = None,
+        spend: bool = True,
     ) -> None:
         super().__init__(message, meta)
         self.defer = defer
+        self.spend = spend  # False: waiting for a quota, not failing: no attempt is used
 
     def __repr__(self) -> str:
         return f"RetryableError({self.message!r}, defer={self.defer!r})"
@@ -58,7 +63,7 @@ class Paused(RetryableError):
     spend no attempt, and say so in readiness and progress."""
 
     def __init__(self, message: str, defer: float) -> None:
-        super().__init__(message, defer)
+        super().__init__(message, defer, spend=False)
         self.defer: float = defer
 
 

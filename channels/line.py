@@ -108,7 +108,8 @@ def classify(status: int, headers: dict[str, str], body: str) -> Outcome | Excep
     if status == 429 and message == MONTHLY_LIMIT:
         return Paused(f"LINE: {message}", defer=0.0)  # the channel decides for how long
     if status == 429:
-        return RetryableError(f"LINE 429: {message}", defer=1.0 + random.random(), meta=meta)  # noqa: S311
+        wait = 1.0 + random.random()  # noqa: S311 - LINE sends no Retry-After
+        return RetryableError(f"LINE 429: {message}", defer=wait, meta=meta, spend=False)
     if status >= 500:
         return RetryableError(f"LINE {status}: {message}", meta=meta)
     return PermanentError(f"LINE {status}: {message}", meta=meta)

@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     x_access_token: SecretStr | None = None
     x_access_token_secret: SecretStr | None = None
     x_api_url: str = "https://api.twitter.com"
+    x_hashtags: list[str] = Field(default_factory=lambda: ["#練馬区"])
+    x_max_posts: int = Field(5, ge=1, le=25)  # the longest thread a notice may become
+    x_daily_limit: int = Field(17, ge=1)  # posts a day the account's X tier allows
+    x_alert_reserve: int = Field(3, ge=0)  # of those, kept back for alerts
+    x_timeout: float = Field(10.0, gt=0)
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_username: str | None = None

@@ -64,6 +64,17 @@ class Keys:
     def line_event(self, webhook_event_id: str) -> str:
         return f"{self.prefix}line:event:{webhook_event_id}"
 
+    def x_thread(self, notice_id: str) -> str:
+        """The ids of a notice's posts on X, by position in its thread."""
+        return f"{self.prefix}x:thread:{notice_id}"
+
+    def x_unsure(self, notice_id: str, index: int) -> str:
+        """Set while a post is being sent: if it is still there, the outcome is unknown."""
+        return f"{self.prefix}x:unsure:{notice_id}:{index}"
+
+    def x_budget(self, day: str) -> str:
+        return f"{self.prefix}x:posts:{day}"
+
     def rate_limit(self, name: str) -> str:
         return f"{self.prefix}rate:{name}"
 

@@ -239,11 +239,11 @@ class ChannelWorker:
             outcome = self._all_failed(job, batch, e.message)
             outcome.meta.update(e.meta, error=e.message)
         except RetryableError as e:
-            if job["attempt"] >= self.settings.max_attempts:
+            if e.spend and job["attempt"] >= self.settings.max_attempts:
                 outcome = self._all_failed(job, batch, f"gave up after {job['attempt']}: {e}")
                 outcome.meta.update(e.meta, error=e.message)
             else:
-                await self._retry(stream, entry_id, job, e.defer)
+                await self._retry(stream, entry_id, job, e.defer, spend=e.spend)
                 return
         except Exception as e:  # an unknown fault is retried like a transient one
             event(log, "batch.error", logging.ERROR, channel=job["channel"], error=repr(e))

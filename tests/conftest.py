@@ -177,3 +177,18 @@ def line_settings(tmp_path: Path, prefix: str, fake_url: str, **overrides: Any) 
     }
     values.update(overrides)
     return make_settings(tmp_path, prefix, **values)
+
+
+X_CREDENTIALS = {
+    "x_consumer_key": "test-consumer-key",
+    "x_consumer_secret": "test-consumer-secret",
+    "x_access_token": "test-access-token",
+    "x_access_token_secret": "test-access-secret",
+}
+
+
+def x_settings(tmp_path: Path, prefix: str, fake_url: str, **overrides: Any) -> Settings:
+    """Settings with X live against the fake X server."""
+    values: dict[str, Any] = {**X_CREDENTIALS, "x_api_url": fake_url, "x_timeout": 0.5}
+    values.update(overrides)
+    return make_settings(tmp_path, prefix, **values)

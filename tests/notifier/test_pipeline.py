@@ -103,7 +103,7 @@ async def test_each_channel_gets_exactly_its_audience_in_its_language(
         assert line_errors(request, "MulticastRequest") == []
 
     (x_file,) = (outbox / "x").glob("*.json")
-    post = json.loads(x_file.read_text())
+    (post,) = json.loads(x_file.read_text())  # the create-post requests: one post here
     assert "粗大ごみの収集日が変わります" in post["text"]
     assert "https://www.city.nerima.tokyo.jp/kurashi/gomi/" in post["text"]
 

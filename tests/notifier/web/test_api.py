@@ -273,11 +273,15 @@ async def test_unknown_route_is_a_json_404(api: Api) -> None:
     assert status == 404 and body["error"]["code"] == "not_found"
 
 
-async def test_readyz_is_503_while_redis_does_not_answer(tmp_path: Any, prefix: str) -> None:
+async def test_readyz_is_503_while_redis_does_not_answer(
+    tmp_path: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    settings = make_settings(tmp_path, prefix, redis_url=f"redis://127.0.0.1:{port}/0")
+    dead = f"redis://127.0.0.1:{port}/0"
+    monkeypatch.setenv("NOTIFIER_REDIS_URL", dead)  # the environment wins over arguments
+    settings = make_settings(tmp_path, prefix, redis_url=dead)
     runtime = Runtime.open(settings)
     async with TestClient(TestServer(make_app(runtime))) as client:
         response = await client.get("/readyz")
