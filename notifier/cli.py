@@ -226,7 +226,7 @@ def cmd_post(settings: Settings, args: argparse.Namespace) -> int:
     return with_runtime(settings, job)
 
 
-LIVE_CHANNELS = ("line",)  # channels that send for real when their credentials are set
+LIVE_CHANNELS = ("line", "x")  # channels that send for real when their credentials are set
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
