@@ -10,6 +10,7 @@ the account's timeline before it is sent again.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -164,15 +165,16 @@ class XChannel(BaseChannel):
         return None
 
     async def _take_budget(self, batch: Batch, posts: int) -> None:
-        """Take today's posts from the account's budget; routine notices leave the last
-        few for alerts, and wait for tomorrow when there is no room."""
+        """Count today's posts against the account's budget; routine notices leave the
+        last few for alerts, and wait for tomorrow when there is no room."""
         if not posts:
             return
         settings = self.context.settings
         now = datetime.now(settings.tz)
-        allowed = settings.x_daily_limit
-        if batch.kind != "alert":
-            allowed -= settings.x_alert_reserve
+        # alerts are never held: they are counted, and may use the reserve and beyond
+        allowed = settings.x_daily_limit - settings.x_alert_reserve
+        if batch.kind == "alert":
+            allowed = sys.maxsize
         key = self.context.keys.x_budget(now.date().isoformat())
         if int(await self._budget(keys=[key], args=[posts, allowed])) < 0:
             tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=5)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -17,6 +19,7 @@ from notifier.config import Settings, load_settings
 from notifier.runtime import Runtime
 from notifier.service import Service
 
+ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("NOTIFIER_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -192,3 +195,71 @@ def x_settings(tmp_path: Path, prefix: str, fake_url: str, **overrides: Any) -> 
     values: dict[str, Any] = {**X_CREDENTIALS, "x_api_url": fake_url, "x_timeout": 0.5}
     values.update(overrides)
     return make_settings(tmp_path, prefix, **values)
+
+
+async def finished(runtime: Runtime, notice_id: str, timeout: float = 20) -> dict[str, Any]:
+    """The notice once every batch has an outcome."""
+
+    async def check() -> dict[str, Any] | None:
+        found = await runtime.notices.get(notice_id)
+        return found if found and found["status"] in ("done", "failed") else None
+
+    result: dict[str, Any] = await wait_for(check, timeout=timeout)
+    return result
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a `notifier worker` process that works as ``settings`` say."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        NOTIFIER_REDIS_URL=settings.redis_url,
+        NOTIFIER_REDIS_PREFIX=settings.redis_prefix,
+        NOTIFIER_OUTBOX_DIR=str(settings.outbox_dir),
+        NOTIFIER_LINE_API_URL=settings.line_api_url,
+        NOTIFIER_X_API_URL=settings.x_api_url,
+    )
+    for name in ("line_channel_access_token", "line_channel_secret", *X_CREDENTIALS):
+        value = getattr(settings, name)
+        if value is not None:
+            env[f"NOTIFIER_{name.upper()}"] = value.get_secret_value()
+    env.update(extra)
+    return env
+
+
+async def kill_worker_once(
+    channel: str, env: dict[str, str], condition: Callable[[], Awaitable[Any]]
+) -> None:
+    """Run `notifier worker` for ``channel`` until ``condition`` holds, then SIGKILL it."""
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "notifier",
+        "worker",
+        "--channels",
+        channel,
+        env=env,
+        cwd=ROOT,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await wait_for(condition, timeout=20)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        await worker.wait()
+
+
+async def take_over(
+    settings: Settings, channel: str, runtime: Runtime, notice_id: str
+) -> dict[str, Any]:
+    """A new worker takes over a dead one's batches after the visibility timeout."""
+    restarted = Service(
+        settings.model_copy(update={"visibility_timeout": 0.5}),
+        parts=["workers"],
+        channel_names=[channel],
+    )
+    await restarted.start()
+    try:
+        return await finished(runtime, notice_id)
+    finally:
+        await restarted.stop()

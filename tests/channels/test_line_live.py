@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,16 @@ from notifier.config import Settings
 from notifier.runtime import Runtime
 from notifier.service import Service
 from notifier.worker import GROUP
-from tests.conftest import REDIS_URL, Api, announcement, line_settings, wait_for
+from tests.conftest import (
+    Api,
+    announcement,
+    finished,
+    kill_worker_once,
+    line_settings,
+    take_over,
+    wait_for,
+    worker_env,
+)
 from tests.fake_line import FakeLine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,15 +46,6 @@ async def post(runtime: Runtime, **fields: Any) -> str:
     await intake.enqueue(runtime.notices, notice)
     assert notice.id is not None
     return notice.id
-
-
-async def finished(runtime: Runtime, notice_id: str, timeout: float = 20) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        found = await runtime.notices.get(notice_id)
-        return found if found and found["status"] in ("done", "failed") else None
-
-    result: dict[str, Any] = await wait_for(check, timeout=timeout)
-    return result
 
 
 def received(fake: FakeLine) -> Counter[str]:
@@ -173,46 +170,10 @@ async def test_a_worker_killed_mid_fan_out_and_restarted_delivers_each_user_once
         await dispatcher.stop()
     # LINE takes the first two requests, but their answers never come back
     fake_line.fail("timeout", "timeout")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-    env.update(
-        PYTHONPATH=str(ROOT),
-        NOTIFIER_REDIS_URL=REDIS_URL,
-        NOTIFIER_REDIS_PREFIX=prefix,
-        NOTIFIER_LINE_CHANNEL_ACCESS_TOKEN="test-channel-token",
-        NOTIFIER_LINE_CHANNEL_SECRET="test-channel-secret",
-        NOTIFIER_LINE_API_URL=fake_line.url,
-        NOTIFIER_LINE_TIMEOUT="60",
-        NOTIFIER_WORKER_CONCURRENCY="2",
-        NOTIFIER_OUTBOX_DIR=str(tmp_path / "outbox"),
-    )
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "notifier",
-        "worker",
-        "--channels",
-        "line",
-        env=env,
-        cwd=ROOT,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        await wait_for(lambda: _count(fake_line.multicasts, 2), timeout=20)
-    finally:
-        worker.send_signal(signal.SIGKILL)
-        await worker.wait()
+    env = worker_env(settings, NOTIFIER_LINE_TIMEOUT="60", NOTIFIER_WORKER_CONCURRENCY="2")
+    await kill_worker_once("line", env, lambda: _count(fake_line.multicasts, 2))
     assert int((await runtime.redis.xpending(stream, GROUP))["pending"]) == 2
-    # a new worker takes over the dead one's batches after the visibility timeout
-    restarted = Service(
-        settings.model_copy(update={"visibility_timeout": 0.5}),
-        parts=["workers"],
-        channel_names=["line"],
-    )
-    await restarted.start()
-    try:
-        result = await finished(runtime, notice_id)
-    finally:
-        await restarted.stop()
+    result = await take_over(settings, "line", runtime, notice_id)
     assert result["progress"]["line"] == {"recipients": 10, "sent": 10, "failed": 0, "pending": 0}
     assert received(fake_line) == Counter(dict.fromkeys(users, 1))
     statuses = Counter(status for path, status in fake_line.responses if "multicast" in path)

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,11 +15,13 @@ from notifier.config import Settings
 from notifier.runtime import Runtime
 from notifier.service import Service
 from tests.conftest import (
-    REDIS_URL,
-    X_CREDENTIALS,
     announcement,
+    finished,
+    kill_worker_once,
     make_settings,
+    take_over,
     wait_for,
+    worker_env,
     x_settings,
 )
 from tests.fake_x import FakeX
@@ -58,15 +56,6 @@ async def post(runtime: Runtime, **fields: Any) -> str:
     await intake.enqueue(runtime.notices, notice)
     assert notice.id is not None
     return notice.id
-
-
-async def finished(runtime: Runtime, notice_id: str, timeout: float = 20) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        found = await runtime.notices.get(notice_id)
-        return found if found and found["status"] in ("done", "failed") else None
-
-    result: dict[str, Any] = await wait_for(check, timeout=timeout)
-    return result
 
 
 def the_thread(fake: FakeX) -> list[dict[str, Any]]:
@@ -187,42 +176,9 @@ async def test_a_worker_killed_mid_thread_is_continued_not_restarted(
     finally:
         await dispatcher.stop()
     fake_x.fail("ok", "ok", "hang")  # the third post never comes back: the worker is stuck
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-    env.update({f"NOTIFIER_{k.upper()}": v for k, v in X_CREDENTIALS.items()})
-    env.update(
-        PYTHONPATH=str(ROOT),
-        NOTIFIER_REDIS_URL=REDIS_URL,
-        NOTIFIER_REDIS_PREFIX=prefix,
-        NOTIFIER_X_API_URL=fake_x.url,
-        NOTIFIER_X_TIMEOUT="60",
-        NOTIFIER_OUTBOX_DIR=str(tmp_path / "outbox"),
-    )
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "notifier",
-        "worker",
-        "--channels",
-        "x",
-        env=env,
-        cwd=ROOT,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        await wait_for(lambda: _at_least(fake_x.posts, 2), timeout=20)
-    finally:
-        worker.send_signal(signal.SIGKILL)
-        await worker.wait()
-    restarted = Service(
-        settings.model_copy(update={"visibility_timeout": 0.5}),
-        parts=["workers"],
-        channel_names=["x"],
-    )
-    await restarted.start()
-    try:
-        result = await finished(runtime, notice_id)
-    finally:
-        await restarted.stop()
+    env = worker_env(settings, NOTIFIER_X_TIMEOUT="60")
+    await kill_worker_once("x", env, lambda: _at_least(fake_x.posts, 2))
+    result = await take_over(settings, "x", runtime, notice_id)
     assert result["progress"]["x"]["sent"] == 1
     chain = the_thread(fake_x)
     assert len({p["text"] for p in chain}) == len(chain) >= 4
