@@ -105,6 +105,32 @@ class Keys:
         return f"{self.prefix}tmp:{name}"
 
     @property
+    def unsubscribe_tokens(self) -> str:
+        """Opaque unsubscribe token → subscriber id."""
+        return f"{self.prefix}sub:unsub"
+
+    @property
+    def unsubscribe_tokens_by_id(self) -> str:
+        return f"{self.prefix}sub:unsub-by-id"
+
+    @property
+    def bounces(self) -> str:
+        """Subscriber id → permanent delivery failures so far."""
+        return f"{self.prefix}sub:bounces"
+
+    def confirmation(self, token: str) -> str:
+        """A subscription waiting for its confirmation link (48 h)."""
+        return f"{self.prefix}confirm:{token}"
+
+    def suspended(self, channel: str) -> str:
+        """Subscribers whose address keeps failing: kept, but no longer sent to."""
+        return f"{self.prefix}sub:suspended:{channel}"
+
+    def mailed(self, notice_id: str) -> str:
+        """Subscriber ids a notice's email has reached: nothing is sent to them twice."""
+        return f"{self.prefix}mailed:{notice_id}"
+
+    @property
     def subscriber_lookup(self) -> str:
         return f"{self.prefix}sub:lookup"
 

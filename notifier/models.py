@@ -176,16 +176,22 @@ class Subscriber(BaseModel):
             raise ValueError("must not contain control characters (tabs, line breaks …)")
         return value
 
-    @model_validator(mode="after")
-    def _address(self) -> Subscriber:
-        if self.channel == "line" and not LINE_USER_ID.match(self.address):
-            raise ValueError("address: a LINE user id is U followed by 32 hex digits")
-        if self.channel == "email":
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str, info: ValidationInfo) -> str:
+        """Checked as its channel needs (the channel comes first, so it is known here)."""
+        channel = info.data.get("channel")
+        if channel == "line" and not LINE_USER_ID.match(value):
+            raise ValueError("a LINE user id is U followed by 32 hex digits")
+        if channel == "email":
             try:
-                checked = validate_email(self.address, check_deliverability=False)
+                return str(validate_email(value, check_deliverability=False).normalized)
             except EmailNotValidError as e:
-                raise ValueError(f"address: not a valid email address ({e})") from None
-            self.address = checked.normalized
+                raise ValueError(f"not a valid email address ({e})") from None
+        return value
+
+    @model_validator(mode="after")
+    def _name(self) -> Subscriber:
         if self.channel == "print" and not self.name:
             raise ValueError("name: a resident who receives print needs a name for the envelope")
         return self

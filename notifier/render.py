@@ -59,5 +59,12 @@ class Templates:
             "public_url": self.settings.public_url,
         }
 
+    def page(self, name: str, **values: Any) -> str:
+        """A template that is not about a notice (web pages, confirmation mail)."""
+        ward = self.settings.ward
+        return self.env.get_template(name).render(
+            ward=ward, public_url=self.settings.public_url, **values
+        )
+
     def render(self, name: str, notice: Announcement, lang: str, **extra: Any) -> str:
         return self.env.get_template(name).render(self.context(notice, lang), **extra).strip()

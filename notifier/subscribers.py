@@ -143,11 +143,42 @@ class SubscriberStore:
             await pipe.execute()
         return results
 
+    async def unsubscribe_tokens(self, ids: list[str]) -> dict[str, str]:
+        """Each subscriber's opaque unsubscribe token, made on first need."""
+        k = self.keys
+        found = await self.redis.hmget(k.unsubscribe_tokens_by_id, ids) if ids else []
+        tokens = {sid: as_text(t) for sid, t in zip(ids, found, strict=True) if t}
+        missing = [sid for sid in ids if sid not in tokens]
+        if missing:
+            fresh = {sid: secrets.token_urlsafe(24) for sid in missing}
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for sid, token in fresh.items():
+                    pipe.hsetnx(k.unsubscribe_tokens_by_id, sid, token)
+                await pipe.execute()
+            # another worker may have been first: read back what stands
+            stored = await self.redis.hmget(k.unsubscribe_tokens_by_id, missing)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for sid, standing in zip(missing, stored, strict=True):
+                    tokens[sid] = as_text(standing or fresh[sid])
+                    pipe.hset(k.unsubscribe_tokens, tokens[sid], sid)
+                await pipe.execute()
+        return tokens
+
+    async def by_unsubscribe_token(self, token: str) -> str | None:
+        found = await self.redis.hget(self.keys.unsubscribe_tokens, token)
+        return as_text(found) if found else None
+
     async def delete(self, subscriber_id: str) -> bool:
         old = await self.get(subscriber_id)
         if old is None:
             return False
+        token = await self.redis.hget(self.keys.unsubscribe_tokens_by_id, subscriber_id)
         async with self.redis.pipeline(transaction=True) as pipe:
+            if token:
+                pipe.hdel(self.keys.unsubscribe_tokens, token)
+                pipe.hdel(self.keys.unsubscribe_tokens_by_id, subscriber_id)
+            pipe.hdel(self.keys.bounces, subscriber_id)
+            pipe.srem(self.keys.suspended(old.channel), subscriber_id)
             self._unindex(pipe, subscriber_id, old)
             pipe.delete(self.keys.subscriber(subscriber_id))
             pipe.hdel(self.keys.contacts, subscriber_id)

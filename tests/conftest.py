@@ -263,3 +263,17 @@ async def take_over(
         return await finished(runtime, notice_id)
     finally:
         await restarted.stop()
+
+
+def email_settings(tmp_path: Path, prefix: str, port: int, **overrides: Any) -> Settings:
+    """Settings with email live against the tests' SMTP server."""
+    values: dict[str, Any] = {
+        "smtp_host": "127.0.0.1",
+        "smtp_port": port,
+        "smtp_starttls": False,
+        "mail_from": "oshirase@city.nerima.example.jp",
+        "smtp_timeout": 5.0,
+        "public_url": "https://notices.city.nerima.example.jp",
+    }
+    values.update(overrides)
+    return make_settings(tmp_path, prefix, **values)

@@ -156,7 +156,7 @@ async def refresh_snapshot(runtime: Runtime) -> None:
 
 
 def make_app(runtime: Runtime) -> web.Application:
-    from notifier.web import api, line
+    from notifier.web import api, line, subscribe
 
     app = web.Application(middlewares=[errors], client_max_size=runtime.settings.max_body_bytes)
     app[RUNTIME] = runtime
@@ -165,4 +165,5 @@ def make_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/metrics", metrics)
     api.add_routes(app)
     line.add_routes(app)
+    subscribe.add_routes(app)
     return app

@@ -24,7 +24,7 @@ async def test_message_is_well_formed_japanese_mail(runtime: Runtime) -> None:
     batch = Batch(
         "n1", "announcement", "email", "ja", 0, (Recipient("s1", "hanako@example.jp"),), content
     )
-    raw = channel.message(batch, batch.recipients[0]).as_bytes()
+    raw = channel.message(batch, batch.recipients[0], "tok-123").as_bytes()
     raw.decode("ascii")  # every header and body line is 7-bit: encoded words and base64
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     assert msg["Subject"] == "【練馬区】粗大ごみの収集日が変わります"
@@ -38,3 +38,11 @@ async def test_message_is_well_formed_japanese_mail(runtime: Runtime) -> None:
     assert "粗大ごみの収集日が変わります" in text.get_content()
     assert '<a href="https://www.city.nerima.tokyo.jp/">' in html.get_content()
     assert "登録された方にお送りしています" in text.get_content()
+    link = f"{settings.public_url}/unsubscribe/tok-123"
+    assert (
+        msg["List-Unsubscribe"]
+        == f"<{link}>, <mailto:notifier@localhost?subject=unsubscribe%20tok-123>"
+    )
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert link in text.get_content() and f'href="{link}"' in html.get_content()
+    assert "%%" not in text.get_content() + html.get_content()

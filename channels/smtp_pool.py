@@ -1,0 +1,78 @@
+"""A small pool of long-lived SMTP connections (aiosmtplib), each used for many messages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from email.message import EmailMessage
+
+import aiosmtplib
+
+from notifier.config import Settings
+
+DROPPED = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError, ConnectionError)
+
+
+class SmtpPool:
+    """Up to ``size`` connections, opened when first needed and reopened when dropped."""
+
+    def __init__(self, settings: Settings, size: int) -> None:
+        self.settings = settings
+        self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
+        self._slots = asyncio.Semaphore(size)
+        self.opened = 0  # connections opened so far (reuse shows as a small number)
+
+    def _new(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        password = s.smtp_password.get_secret_value() if s.smtp_password else None
+        assert s.smtp_host is not None
+        return aiosmtplib.SMTP(
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            username=s.smtp_username,
+            password=password,
+            start_tls=s.smtp_starttls,
+            timeout=s.smtp_timeout,
+        )
+
+    async def send(
+        self, message: EmailMessage, sender: str, recipient: str
+    ) -> dict[str, aiosmtplib.SMTPResponse]:
+        """Send one message to one recipient; a connection found dropped is reopened and
+        the message sent on the new one (it was not accepted on the old)."""
+        async with self._slots:
+            for attempt in (1, 2):
+                smtp = self._idle.get_nowait() if not self._idle.empty() else self._new()
+                try:
+                    if not smtp.is_connected:
+                        await smtp.connect()
+                        self.opened += 1
+                    errors, _ = await smtp.send_message(
+                        message, sender=sender, recipients=[recipient]
+                    )
+                except DROPPED:
+                    await _close(smtp)
+                    if attempt == 2:
+                        raise
+                    continue
+                except aiosmtplib.SMTPRecipientsRefused:
+                    self._idle.put_nowait(smtp)  # the session is fine; the address is not
+                    raise
+                except BaseException:
+                    await _close(smtp)
+                    raise
+                self._idle.put_nowait(smtp)
+                return errors
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        while not self._idle.empty():
+            await _close(self._idle.get_nowait())
+
+
+async def _close(smtp: aiosmtplib.SMTP) -> None:
+    with contextlib.suppress(Exception):
+        if smtp.is_connected:
+            await smtp.quit()
+    with contextlib.suppress(Exception):
+        smtp.close()
