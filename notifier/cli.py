@@ -121,6 +121,14 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     if unknown:
         print(f"notifier: unknown channel(s) {', '.join(unknown)}", file=sys.stderr)
         return 2
+    live = [c for c in LIVE_CHANNELS if settings.live(c)]
+    if live and settings.secret_key is None:
+        print(
+            f"notifier: {', '.join(live)} will hold residents' addresses: set "
+            "NOTIFIER_SECRET_KEY (a long random string) to protect them",
+            file=sys.stderr,
+        )
+        return 2
     if not answers(settings.redis_url):
         print(f"notifier: {HOW_TO_GET_REDIS.format(url=settings.redis_url)}", file=sys.stderr)
         return 1
@@ -226,7 +234,7 @@ def cmd_post(settings: Settings, args: argparse.Namespace) -> int:
     return with_runtime(settings, job)
 
 
-LIVE_CHANNELS = ("line", "x")  # channels that send for real when their credentials are set
+LIVE_CHANNELS = ("line", "x", "email")  # channels that send for real when their credentials are set
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:

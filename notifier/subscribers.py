@@ -19,6 +19,7 @@ from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
 from notifier.config import Settings
+from notifier.crypto import Sealer
 from notifier.keys import ALL, Keys
 from notifier.models import Subscriber, field_errors
 from notifier.streams import as_text
@@ -52,6 +53,7 @@ class SubscriberStore:
         self.settings = settings
         secret = settings.secret_key.get_secret_value() if settings.secret_key else ""
         self._lookup_key = ("notifier-lookup:" + secret).encode()
+        self.sealer = Sealer(settings.secret_key)
 
     def lookup_hash(self, channel: str, address: str) -> str:
         """A keyed hash of the address: finds a subscriber without storing the address as a key."""
@@ -81,7 +83,7 @@ class SubscriberStore:
             rows = await pipe.execute()
         contacts = await self.redis.hmget(self.keys.contacts, wanted) if wanted else []
         found = {
-            sid: _subscriber(row, contact)
+            sid: _subscriber(row, self.sealer.open(as_text(contact)) if contact else None)
             for sid, row, contact in zip(wanted, rows, contacts, strict=True)
         }
         return [found[sid] if sid is not None else None for sid in ids]
@@ -93,7 +95,7 @@ class SubscriberStore:
             return {}
         contacts = await self.redis.hmget(self.keys.contacts, ids)
         return {
-            sid: unpack_contact(contact)
+            sid: unpack_contact(self.sealer.open(as_text(contact)))
             for sid, contact in zip(ids, contacts, strict=True)
             if contact is not None
         }
@@ -130,7 +132,7 @@ class SubscriberStore:
                         "updated": now,
                     },
                 )
-                contacts[subscriber_id] = pack_contact(sub.address, sub.name)
+                contacts[subscriber_id] = self.sealer.seal(pack_contact(sub.address, sub.name))
                 lookups[digest] = subscriber_id
                 results.append((subscriber_id, found is None))
             for key, ids in removals.items():

@@ -20,6 +20,7 @@ from notifier.runtime import Runtime
 from notifier.service import Service
 
 ROOT = Path(__file__).resolve().parent.parent
+SECRET_KEY = "test-secret-key"
 REDIS_URL = os.environ.get("NOTIFIER_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -47,6 +48,7 @@ def make_settings(tmp_path: Path, prefix: str, **overrides: Any) -> Settings:
         "http_port": 0,
         "visibility_timeout": 30.0,
         "retry_base_delay": 0.05,
+        "secret_key": SECRET_KEY,
     }
     values.update(overrides)
     return load_settings(**values)
@@ -219,7 +221,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         NOTIFIER_LINE_API_URL=settings.line_api_url,
         NOTIFIER_X_API_URL=settings.x_api_url,
     )
-    for name in ("line_channel_access_token", "line_channel_secret", *X_CREDENTIALS):
+    for name in ("secret_key", "line_channel_access_token", "line_channel_secret", *X_CREDENTIALS):
         value = getattr(settings, name)
         if value is not None:
             env[f"NOTIFIER_{name.upper()}"] = value.get_secret_value()

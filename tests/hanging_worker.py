@@ -14,7 +14,7 @@ from channels.line import LineChannel
 from notifier.config import load_settings
 from notifier.runtime import Runtime
 from notifier.worker import ChannelWorker
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, SECRET_KEY
 
 
 class Hanging(LineChannel):
@@ -25,7 +25,9 @@ class Hanging(LineChannel):
 
 
 async def main(prefix: str, outbox: Path) -> None:
-    settings = load_settings(redis_url=REDIS_URL, redis_prefix=prefix, outbox_dir=outbox)
+    settings = load_settings(
+        redis_url=REDIS_URL, redis_prefix=prefix, outbox_dir=outbox, secret_key=SECRET_KEY
+    )
     rt = Runtime.open(settings)
     channel = Hanging(Context(settings, rt.redis, rt.keys, rt.metrics))
     worker = ChannelWorker(channel, settings, rt.redis, rt.keys, rt.subscribers, concurrency=2)

@@ -26,6 +26,7 @@ from channels.smtp_pool import SmtpPool
 from notifier.logs import event
 from notifier.models import field_errors
 from notifier.runtime import Runtime
+from notifier.streams import as_text
 from notifier.web.app import RUNTIME, log
 
 IN_JAPANESE = {
@@ -117,7 +118,8 @@ async def subscribe(request: web.Request) -> web.Response:
             "短い時間に何度も申し込みがありました。時間をおいてもう一度どうぞ。",
         )
     token = secrets.token_urlsafe(32)
-    await runtime.redis.set(k.confirmation(token), sub.model_dump_json(), ex=CONFIRM_TTL)
+    sealed = store.sealer.seal(sub.model_dump_json())  # an address is personal data, even here
+    await runtime.redis.set(k.confirmation(token), sealed, ex=CONFIRM_TTL)
     mail = EmailMessage()
     mail["Subject"] = f"【{runtime.settings.ward.name}】お知らせメール登録の確認"
     link = f"{runtime.settings.public_url}/subscribe/confirm/{token}"
@@ -149,8 +151,9 @@ async def confirm(request: web.Request) -> web.Response:
             "このリンクは使えません",
             "期限が切れたか、すでに使われたリンクです。もう一度登録してください。",
         )
-    sub = runtime.subscribers.validate(json.loads(raw))
-    ((subscriber_id, created),) = await runtime.subscribers.save([sub])
+    store = runtime.subscribers
+    sub = store.validate(json.loads(store.sealer.open(as_text(raw))))
+    ((subscriber_id, created),) = await store.save([sub])
     event(log, "subscribe.confirmed", subscriber=subscriber_id, created=created)
     return message_page(
         request,

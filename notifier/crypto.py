@@ -1,0 +1,45 @@
+"""Personal data at rest: sealed with AES-GCM under a key derived from NOTIFIER_SECRET_KEY."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from pydantic import SecretStr
+
+SEALED = "e1:"  # the scheme and key generation of a sealed value
+PLAIN = "p:"  # no key configured (a trial): stored as it is, and `check` says so
+
+
+class Sealer:
+    """Seals and opens short texts (addresses, names). Without a key it stores them plain."""
+
+    def __init__(self, secret: SecretStr | None) -> None:
+        self._aead: AESGCM | None = None
+        if secret is not None:
+            key = HKDF(
+                algorithm=hashes.SHA256(), length=32, salt=b"notifier", info=b"personal-data"
+            ).derive(secret.get_secret_value().encode())
+            self._aead = AESGCM(key)
+
+    def seal(self, text: str) -> str:
+        if self._aead is None:
+            return PLAIN + text
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, text.encode(), None)
+        return SEALED + base64.b64encode(nonce + sealed).decode()
+
+    def open(self, stored: str) -> str:
+        if stored.startswith(PLAIN):
+            return stored[len(PLAIN) :]
+        if not stored.startswith(SEALED) or self._aead is None:
+            raise ValueError("sealed with a key this process does not have (NOTIFIER_SECRET_KEY)")
+        raw = base64.b64decode(stored[len(SEALED) :])
+        try:
+            return self._aead.decrypt(raw[:12], raw[12:], None).decode()
+        except InvalidTag:
+            raise ValueError("sealed with another NOTIFIER_SECRET_KEY") from None

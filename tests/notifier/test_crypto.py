@@ -1,0 +1,43 @@
+"""Personal data at rest: sealed under NOTIFIER_SECRET_KEY, found by keyed hash."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+
+from notifier.crypto import Sealer
+from notifier.runtime import Runtime
+
+
+def test_sealed_text_opens_only_with_its_key() -> None:
+    sealer = Sealer(SecretStr("one key"))
+    sealed = sealer.seal("hanako@example.jp")
+    assert "hanako" not in sealed and sealed != sealer.seal("hanako@example.jp")  # fresh nonce
+    assert sealer.open(sealed) == "hanako@example.jp"
+    with pytest.raises(ValueError, match="another NOTIFIER_SECRET_KEY"):
+        Sealer(SecretStr("another key")).open(sealed)
+    with pytest.raises(ValueError, match="does not have"):
+        Sealer(None).open(sealed)
+
+
+async def test_no_address_or_name_is_stored_in_clear(runtime: Runtime) -> None:
+    store = runtime.subscribers
+    people = [
+        {"channel": "email", "address": "hanako@example.jp", "name": "練馬花子"},
+        {"channel": "line", "address": "U" + "a" * 32},
+        {"channel": "print", "address": "練馬区豊玉北6-12-1", "name": "大泉太郎"},
+    ]
+    saved = await store.save([store.validate(p) for p in people])
+    dump = b""
+    async for key in runtime.redis.scan_iter(match=f"{runtime.keys.prefix}*"):
+        kind = await runtime.redis.type(key)
+        if kind == b"hash":
+            dump += b"".join(k + v for k, v in (await runtime.redis.hgetall(key)).items())
+        elif kind == b"set":
+            dump += b"".join(await runtime.redis.smembers(key))
+    for value in ("hanako", "練馬花子", "a" * 32, "豊玉北", "大泉太郎"):
+        assert value.encode() not in dump
+    (sid, _), *_ = saved
+    sub = await store.get(sid)
+    assert sub is not None and sub.address == "hanako@example.jp" and sub.name == "練馬花子"
+    assert await store.find("email", "HANAKO@example.jp") == sid
