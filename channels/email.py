@@ -83,7 +83,13 @@ class EmailChannel(BaseChannel):
         done_key = keys.mailed(batch.notice_id)
         already = await redis.smismember(done_key, ids) if ids else []
         todo = [r for r, sent in zip(batch.recipients, already, strict=True) if not sent]
-        results = await asyncio.gather(*(self._one(batch, r, tokens[r.id]) for r in todo))
+        sent = await asyncio.gather(
+            *(self._one(batch, r, tokens[r.id]) for r in todo), return_exceptions=True
+        )
+        for result in sent:  # every send has finished; what went out is on record
+            if isinstance(result, BaseException):
+                raise result
+        results = [str(r) for r in sent]
         failed = {r.id: reason for r, reason in zip(todo, results, strict=True) if reason}
         retry = {sid: reason for sid, reason in failed.items() if reason.startswith("4")}
         bounced = [sid for sid, reason in failed.items() if sid not in retry]

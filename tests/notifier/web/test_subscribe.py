@@ -203,3 +203,15 @@ async def test_smtp_down_for_a_while_then_back_delivers_everything_once(
         await service.stop()
     assert result["progress"]["email"]["sent"] == 9
     assert sorted(m["To"] for m in sink.messages()) == sorted(people)  # each once
+
+
+async def test_one_client_cannot_ask_for_more_than_ten_an_hour(
+    web: tuple[aiohttp.ClientSession, str], sink: SmtpSink
+) -> None:
+    session, base = web
+    statuses = []
+    for i in range(12):
+        async with session.post(base + "/subscribe", data={"address": f"n{i}@example.jp"}) as r:
+            statuses.append(r.status)
+    assert statuses == [200] * 10 + [429, 429]
+    assert len(sink.messages()) == 10
