@@ -10,11 +10,14 @@ recorded at once, so a retry or a restarted worker never mails it twice.
 from __future__ import annotations
 
 import asyncio
+import base64
+import email.policy
+import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 from typing import Any, ClassVar
-from urllib.parse import quote
 
 import aiosmtplib
 
@@ -27,6 +30,24 @@ from notifier.subscribers import SubscriberStore
 
 OUTBOX_SENDER = "notifier@localhost"
 UNSUBSCRIBE = "%%UNSUBSCRIBE_URL%%"  # stands in the rendered body for each recipient's link
+TEXT_PART, HTML_PART = "%%TEXT_PART%%\n", "%%HTML_PART%%\n"
+
+
+def _base64(text: str) -> bytes:
+    """A body part's payload as the email package writes it for SMTP: the text with CRLF
+    line ends, in base64 lines of 76 columns ended by CRLF."""
+    lines = text.splitlines() or [""]
+    data = ("\r\n".join(lines) + "\r\n").encode()
+    return base64.encodebytes(data).replace(b"\n", b"\r\n").rstrip(b"\r\n")
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    raw: bytes
+    text: str
+    html: str
+    text_mark: bytes = _base64(TEXT_PART)
+    html_mark: bytes = _base64(HTML_PART)
 
 
 class EmailChannel(BaseChannel):
@@ -53,26 +74,42 @@ class EmailChannel(BaseChannel):
     def sender(self) -> str:
         return self.context.settings.mail_from or OUTBOX_SENDER
 
-    def message(self, batch: Batch, recipient: Recipient, token: str) -> EmailMessage:
-        """One recipient's message: the shared parts plus its own link and headers."""
+    def skeleton(self, batch: Batch) -> Skeleton:
+        """The batch's message, built once by the email package with stand-ins for what
+        differs per recipient (address, Message-ID, unsubscribe token, the body parts)."""
         settings = self.context.settings
-        link = f"{settings.public_url}/unsubscribe/{token}"
-        msg = EmailMessage()
+        msg = EmailMessage(policy=email.policy.SMTP)
         msg["From"] = self.sender
-        msg["To"] = recipient.address
+        msg["To"] = "%%TO%%"
         msg["Subject"] = batch.content["subject"]
         msg["Date"] = format_datetime(datetime.now(settings.tz))
-        msg["Message-ID"] = make_msgid(
-            idstring=f"{batch.notice_id}.{recipient.id}", domain=self.sender.rpartition("@")[2]
-        )
-        mailto = f"mailto:{self.sender}?subject={quote('unsubscribe ' + token)}"
-        msg["List-Unsubscribe"] = f"<{link}>, <{mailto}>"
+        msg["Message-ID"] = "<%%MESSAGE_ID%%>"
+        mailto = f"mailto:{self.sender}?subject=unsubscribe%20%%TOKEN%%"
+        msg["List-Unsubscribe"] = f"<{settings.public_url}/unsubscribe/%%TOKEN%%>, <{mailto}>"
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058
-        msg.set_content(batch.content["text"].replace(UNSUBSCRIBE, link), charset="utf-8")
-        msg.add_alternative(
-            batch.content["html"].replace(UNSUBSCRIBE, link), subtype="html", charset="utf-8"
+        msg.set_content(TEXT_PART, charset="utf-8", cte="base64")
+        msg.add_alternative(HTML_PART, subtype="html", charset="utf-8", cte="base64")
+        skeleton = Skeleton(msg.as_bytes(), batch.content["text"], batch.content["html"])
+        if (
+            skeleton.raw.count(skeleton.text_mark) != 1
+            or skeleton.raw.count(skeleton.html_mark) != 1
+        ):
+            raise RuntimeError("the email package wrote the body parts in an unexpected form")
+        return skeleton
+
+    def message(self, skeleton: Skeleton, batch: Batch, recipient: Recipient, token: str) -> bytes:
+        """One recipient's message: the skeleton with their own parts put in (microseconds:
+        no template and no MIME building per recipient)."""
+        link = f"{self.context.settings.public_url}/unsubscribe/{token}"
+        domain = self.sender.rpartition("@")[2]
+        message_id = f"{batch.notice_id}.{recipient.id}.{secrets.token_hex(4)}@{domain}"
+        return (
+            skeleton.raw.replace(b"%%TO%%", recipient.address.encode())
+            .replace(b"%%MESSAGE_ID%%", message_id.encode())
+            .replace(b"%%TOKEN%%", token.encode())
+            .replace(skeleton.text_mark, _base64(skeleton.text.replace(UNSUBSCRIBE, link)))
+            .replace(skeleton.html_mark, _base64(skeleton.html.replace(UNSUBSCRIBE, link)))
         )
-        return msg
 
     async def _send(self, batch: Batch) -> Outcome:
         keys, redis = self.context.keys, self.context.redis
@@ -83,13 +120,16 @@ class EmailChannel(BaseChannel):
         done_key = keys.mailed(batch.notice_id)
         already = await redis.smismember(done_key, ids) if ids else []
         todo = [r for r, sent in zip(batch.recipients, already, strict=True) if not sent]
+        skeleton = self.skeleton(batch)
         sent = await asyncio.gather(
-            *(self._one(batch, r, tokens[r.id]) for r in todo), return_exceptions=True
+            *(self._one(skeleton, batch, r, tokens[r.id]) for r in todo), return_exceptions=True
         )
         for result in sent:  # every send has finished; what went out is on record
             if isinstance(result, BaseException):
                 raise result
         results = [str(r) for r in sent]
+        if todo:
+            await redis.expire(done_key, 30 * 24 * 3600)
         failed = {r.id: reason for r, reason in zip(todo, results, strict=True) if reason}
         retry = {sid: reason for sid, reason in failed.items() if reason.startswith("4")}
         bounced = [sid for sid, reason in failed.items() if sid not in retry]
@@ -100,10 +140,10 @@ class EmailChannel(BaseChannel):
         permanent = {sid: f"SMTP {reason}" for sid, reason in failed.items()}
         return Outcome(sent=len(batch.recipients) - len(permanent), failed=permanent)
 
-    async def _one(self, batch: Batch, recipient: Recipient, token: str) -> str:
+    async def _one(self, skeleton: Skeleton, batch: Batch, recipient: Recipient, token: str) -> str:
         """Send to one recipient: '' when it went, else the server's code and message."""
         assert self._pool is not None
-        message = self.message(batch, recipient, token)
+        message = self.message(skeleton, batch, recipient, token)
         try:
             errors = await self._pool.send(message, self.sender, recipient.address)
         except aiosmtplib.SMTPRecipientsRefused as e:
@@ -118,7 +158,6 @@ class EmailChannel(BaseChannel):
             return f"{response.code} {response.message}"
         keys, redis = self.context.keys, self.context.redis
         await redis.sadd(keys.mailed(batch.notice_id), recipient.id)
-        await redis.expire(keys.mailed(batch.notice_id), 30 * 24 * 3600)
         return ""
 
     async def _bounce(self, subscriber_ids: list[str]) -> None:
@@ -137,9 +176,11 @@ class EmailChannel(BaseChannel):
     async def _to_outbox(self, batch: Batch, tokens: dict[str, str]) -> Outcome:
         folder = self.context.outbox(self.name)
 
+        skeleton = self.skeleton(batch)
+
         def write_all() -> int:
             for recipient in batch.recipients:
-                data = self.message(batch, recipient, tokens[recipient.id]).as_bytes()
+                data = self.message(skeleton, batch, recipient, tokens[recipient.id])
                 write_atomic(folder / f"{batch.notice_id}-{recipient.id}.eml", data)
             return len(batch.recipients)
 

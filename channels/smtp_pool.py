@@ -36,7 +36,7 @@ class SmtpPool:
         )
 
     async def send(
-        self, message: EmailMessage, sender: str, recipient: str
+        self, message: EmailMessage | bytes, sender: str, recipient: str
     ) -> dict[str, aiosmtplib.SMTPResponse]:
         """Send one message to one recipient; a connection found dropped is reopened and
         the message sent on the new one (it was not accepted on the old)."""
@@ -47,9 +47,12 @@ class SmtpPool:
                     if not smtp.is_connected:
                         await smtp.connect()
                         self.opened += 1
-                    errors, _ = await smtp.send_message(
-                        message, sender=sender, recipients=[recipient]
-                    )
+                    if isinstance(message, bytes):
+                        errors, _ = await smtp.sendmail(sender, [recipient], message)
+                    else:
+                        errors, _ = await smtp.send_message(
+                            message, sender=sender, recipients=[recipient]
+                        )
                 except DROPPED:
                     await _close(smtp)
                     if attempt == 2:

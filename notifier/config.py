@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = True
     mail_from: str | None = None
-    smtp_pool: int = Field(4, ge=1, le=64)  # long-lived SMTP connections per worker process
+    smtp_pool: int = Field(16, ge=1, le=64)  # long-lived SMTP connections per worker process
     smtp_timeout: float = Field(30.0, gt=0)
     email_hard_bounces: int = Field(3, ge=1)  # permanent failures before an address is suspended
     secret_key: SecretStr | None = None

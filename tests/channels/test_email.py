@@ -24,7 +24,7 @@ async def test_message_is_well_formed_japanese_mail(runtime: Runtime) -> None:
     batch = Batch(
         "n1", "announcement", "email", "ja", 0, (Recipient("s1", "hanako@example.jp"),), content
     )
-    raw = channel.message(batch, batch.recipients[0], "tok-123").as_bytes()
+    raw = channel.message(channel.skeleton(batch), batch, batch.recipients[0], "tok-123")
     raw.decode("ascii")  # every header and body line is 7-bit: encoded words and base64
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     assert msg["Subject"] == "【練馬区】粗大ごみの収集日が変わります"
