@@ -53,7 +53,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for tests.smtp_sink
 
 import aiosmtplib  # noqa: E402
-import redis  # noqa: E402
 
 from channels.email import UNSUBSCRIBE, EmailChannel  # noqa: E402
 from notifier import intake, logs  # noqa: E402
@@ -61,6 +60,9 @@ from notifier.config import Settings, load_settings  # noqa: E402
 from notifier.runtime import Runtime  # noqa: E402
 from notifier.service import Service  # noqa: E402
 from tests.smtp_sink import HOST, SmtpSink  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from outbox import drop_keys  # noqa: E402
 
 DELAYS = (0.020, 0.0)  # seconds the sink takes per message
 SENDER = "notifier@city.example.jp"
@@ -433,24 +435,6 @@ def run_delay(
         else:
             say(f"  the service sends {fig['service_vs_sequential']:.1f}× as fast as the loop")
     return fig
-
-
-def drop_keys(url: str, prefix: str) -> int:
-    """Delete every key under ``prefix``; the number deleted."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=5)
-    deleted = 0
-    try:
-        chunk: list[bytes] = []
-        for key in client.scan_iter(match=f"{prefix}*", count=1000):
-            chunk.append(key)
-            if len(chunk) >= 1000:
-                deleted += client.delete(*chunk)
-                chunk.clear()
-        if chunk:
-            deleted += client.delete(*chunk)
-    finally:
-        client.close()
-    return deleted
 
 
 def main(argv: list[str] | None = None) -> int:
