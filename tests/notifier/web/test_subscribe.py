@@ -215,3 +215,28 @@ async def test_one_client_cannot_ask_for_more_than_ten_an_hour(
             statuses.append(r.status)
     assert statuses == [200] * 10 + [429, 429]
     assert len(sink.messages()) == 10
+
+
+async def test_a_busy_mailbox_is_tried_again_and_gets_its_mail_once(
+    tmp_path: Path, prefix: str, sink: SmtpSink, runtime: Runtime
+) -> None:
+    settings = email_settings(tmp_path, prefix, sink.port)
+    people = [f"b{i}@example.jp" for i in range(4)]
+    await subscribed(runtime, people)
+    sink.reject["b2@example.jp"] = 450  # "4.2.1 Mailbox busy": try later
+    service = Service(settings, parts=["dispatch", "workers"], channel_names=["email"])
+    await service.start()
+    try:
+        notice = intake.validate(announcement(channels=["email"], areas=[]), settings)
+        await intake.enqueue(runtime.notices, notice)
+
+        async def others_reached() -> bool:
+            return len(sink.messages()) == 3
+
+        await wait_for(others_reached)
+        del sink.reject["b2@example.jp"]
+        result = await finished(runtime, str(notice.id))
+    finally:
+        await service.stop()
+    assert result["progress"]["email"] == {"recipients": 4, "sent": 4, "failed": 0, "pending": 0}
+    assert sorted(m["To"] for m in sink.messages()) == sorted(people)  # each exactly once
