@@ -37,8 +37,7 @@ from notifier.models import Announcement
 from notifier.ratelimit import RateLimiter
 from notifier.render import Templates
 
-TEXT_LIMIT = 5000  # LINE counts UTF-16 code units
-ALT_TEXT_LIMIT = 1500
+ALT_TEXT_LIMIT = 1500  # LINE counts UTF-16 code units
 BUBBLE_LIMIT = 30_000  # bytes of the bubble's JSON
 MONTHLY_LIMIT = "You have reached your monthly limit."
 RETRY_KEY_NAMESPACE = uuid.UUID("0c5e8f7a-2b7d-4a8e-9d61-3f0f4b1e9a27")

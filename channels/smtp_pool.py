@@ -20,7 +20,6 @@ class SmtpPool:
         self.settings = settings
         self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
         self._slots = asyncio.Semaphore(size)
-        self.opened = 0  # connections opened so far (reuse shows as a small number)
 
     def _new(self) -> aiosmtplib.SMTP:
         s = self.settings
@@ -46,7 +45,6 @@ class SmtpPool:
                 try:
                     if not smtp.is_connected:
                         await smtp.connect()
-                        self.opened += 1
                     if isinstance(message, bytes):
                         errors, _ = await smtp.sendmail(sender, [recipient], message)
                     else:

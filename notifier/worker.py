@@ -31,7 +31,6 @@ from notifier.subscribers import SubscriberStore
 log = logging.getLogger("notifier.worker")
 
 GROUP = "deliver"
-MAX_FAILURES_KEPT = 1000
 
 # KEYS: done set, progress, notice, stream, stats, failures, batch log
 # ARGV: batch number, channel, sent, failed, size, group, entry id, now, batch log json,
