@@ -16,7 +16,6 @@ The handlers log nothing (the access log is off too): LINE user ids stay out of 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import secrets
@@ -28,6 +27,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from tests.fake_server import FakeServer
 from tests.line_spec import errors as spec_errors
 
 __all__ = ["FAULT_SLEEP", "FakeLine", "json_size", "utf16_len"]
@@ -253,7 +253,7 @@ def _sent_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
     return sent
 
 
-class FakeLine:
+class FakeLine(FakeServer):
     """A LINE Messaging API on 127.0.0.1 (random port), recording what it delivered.
 
     ``delivered``: LINE user id -> every message object it received (multicast and push).
@@ -278,12 +278,12 @@ class FakeLine:
         """``schema_sample``: check every request's body against LINE's OpenAPI document
         (1, for tests), or only every n-th one (for benchmarks, where the check would cost
         more than the service under test); LINE's limits are checked on every request."""
+        super().__init__()
         self.token = token
         self.schema_sample = max(1, schema_sample)
         self._checked = 0
         self.rate = rate
         self.response_delay = response_delay
-        self.url = ""
         self.monthly_limit = False
         self.delivered: dict[str, list[dict[str, Any]]] = {}
         self.multicasts: list[dict[str, Any]] = []
@@ -295,45 +295,19 @@ class FakeLine:
         self._reply_tokens: dict[str, float] = {}  # unused token -> issued at
         self._tokens = 0.0
         self._refilled = 0.0
-        self._stopping = asyncio.Event()
-        self._runner: web.AppRunner | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def start(self) -> str:
-        """Serve on a random port of 127.0.0.1; returns the base URL."""
-        if self._runner is not None:
-            raise RuntimeError("FakeLine is already running")
-        app = web.Application(middlewares=[self._envelope])
+    def _middlewares(self) -> list[Any]:
+        return [self._envelope]
+
+    def _routes(self, app: web.Application) -> None:
         app.router.add_post("/v2/bot/message/multicast", self._on_multicast)
         app.router.add_post("/v2/bot/message/push", self._on_push)
         app.router.add_post("/v2/bot/message/reply", self._on_reply)
         app.router.add_route("*", "/{tail:.*}", self._on_unknown)
         spec_errors({}, "MulticastRequest")  # load LINE's document now, not in the first request
-        self._stopping.clear()
         self._tokens, self._refilled = self.rate or 0.0, time.monotonic()
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._runner = runner
-        host, port = runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self.url
-
-    async def stop(self) -> None:
-        """Stop serving; requests sleeping in a fault wake up and answer at once."""
-        self._stopping.set()
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    async def __aenter__(self) -> FakeLine:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.stop()
 
     # -- test controls -----------------------------------------------------------------
 
@@ -373,16 +347,6 @@ class FakeLine:
         response.headers["x-line-request-id"] = request_id
         self.responses.append((request.path, response.status))
         return response
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep, but wake as soon as the fake stops."""
-        if seconds <= 0:
-            return
-        try:
-            async with asyncio.timeout(seconds):
-                await self._stopping.wait()
-        except TimeoutError:
-            pass
 
     def _authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == f"Bearer {self.token}"

@@ -19,7 +19,6 @@ The handlers log nothing (the access log is off too): post texts stay out of log
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import math
@@ -37,6 +36,8 @@ from oauthlib import oauth1  # type: ignore[import-untyped]
 from oauthlib.oauth1.rfc5849 import signature  # type: ignore[import-untyped]
 from oauthlib.oauth1.rfc5849 import utils as oauth_utils
 from twitter_text import parse_tweet
+
+from tests.fake_server import FakeServer
 
 __all__ = [
     "DUPLICATE_CONTENT",
@@ -301,7 +302,7 @@ class _Window:
     blocked_until: int = 0  # a 429 fault empties the window until then
 
 
-class FakeX:
+class FakeX(FakeServer):
     """An X API v2 on 127.0.0.1 (random port) for one account, recording what it accepted.
 
     ``posts``: every accepted post, in order: ``{"id", "text", "in_reply_to" (str | None),
@@ -320,6 +321,7 @@ class FakeX:
         user_id: str = "1500000000000000001",
         username: str = "nerima_city",
     ) -> None:
+        super().__init__()
         self.consumer_key = consumer_key
         self.consumer_secret = consumer_secret
         self.access_token = access_token
@@ -327,7 +329,6 @@ class FakeX:
         self.user_id = user_id
         self.username = username
         self.name = "練馬区"
-        self.url = ""
         self.posts: list[dict[str, Any]] = []
         self.responses: list[tuple[str, str, int]] = []
         self.limits: dict[str, int] = dict(RATE_LIMITS)
@@ -343,43 +344,17 @@ class FakeX:
         self._faults: deque[Fault] = deque()
         self._nonces: dict[str, float] = {}  # nonce -> monotonic time it was used
         self._windows: dict[str, _Window] = {}
-        self._stopping = asyncio.Event()
-        self._runner: web.AppRunner | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def start(self) -> str:
-        """Serve on a random port of 127.0.0.1; returns the base URL."""
-        if self._runner is not None:
-            raise RuntimeError("FakeX is already running")
-        app = web.Application(middlewares=[self._envelope])
+    def _middlewares(self) -> list[Any]:
+        return [self._envelope]
+
+    def _routes(self, app: web.Application) -> None:
         app.router.add_post("/2/tweets", self._on_create)
         app.router.add_get("/2/users/me", self._on_me)
         app.router.add_get("/2/users/{id}/tweets", self._on_user_tweets)
         app.router.add_route("*", "/{tail:.*}", self._on_unknown)
-        self._stopping.clear()
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._runner = runner
-        host, port = runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self.url
-
-    async def stop(self) -> None:
-        """Stop serving; requests sleeping in a fault wake up and answer at once."""
-        self._stopping.set()
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    async def __aenter__(self) -> FakeX:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.stop()
 
     # -- test controls -----------------------------------------------------------------
 
@@ -422,14 +397,6 @@ class FakeX:
             response.headers.setdefault(name, value)
         self.responses.append((request.method, request.path, response.status))
         return response
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep, but wake as soon as the fake stops."""
-        try:
-            async with asyncio.timeout(seconds):
-                await self._stopping.wait()
-        except TimeoutError:
-            pass
 
     def _window(self, bucket: str) -> _Window:
         now = time.time()
