@@ -62,7 +62,7 @@ from notifier.service import Service  # noqa: E402
 from tests.smtp_sink import HOST, SmtpSink  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
-from outbox import drop_keys  # noqa: E402
+from outbox import Report, drop_keys  # noqa: E402
 
 DELAYS = (0.020, 0.0)  # seconds the sink takes per message
 SENDER = "notifier@city.example.jp"
@@ -116,17 +116,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--pool must be >= 1")
     args.sequential = min(args.sequential, args.recipients)
     return args
-
-
-class Report:
-    """Human lines (stdout, or stderr with --json) and the figures as a dict."""
-
-    def __init__(self, as_json: bool) -> None:
-        self.as_json = as_json
-        self.figures: dict[str, Any] = {}
-
-    def say(self, line: str) -> None:
-        print(line, file=sys.stderr if self.as_json else sys.stdout, flush=True)
 
 
 def per_s(count: float, seconds: float) -> float:

@@ -33,6 +33,7 @@ from channels.base import (
     RetryableError,
 )
 from channels.outbox import write_json
+from notifier.config import Settings
 from notifier.models import Announcement
 from notifier.ratelimit import RateLimiter
 from notifier.render import Templates
@@ -114,6 +115,22 @@ def classify(status: int, headers: dict[str, str], body: str) -> Outcome | Excep
     return PermanentError(f"LINE {status}: {message}", meta=meta)
 
 
+def messaging_api(
+    settings: Settings, pool: int | None = None
+) -> tuple[AsyncApiClient, AsyncMessagingApi]:
+    """line-bot-sdk's async client for NOTIFIER_LINE_API_URL, with up to ``pool``
+    connections (the SDK's default without); close the first when done."""
+    token = settings.line_channel_access_token
+    assert token is not None
+    config = Configuration(host=settings.line_api_url, access_token=token.get_secret_value())
+    if pool is not None:
+        config.connection_pool_maxsize = pool
+    client = AsyncApiClient(config)
+    api = AsyncMessagingApi(client)
+    api.line_base_path = settings.line_api_url  # the SDK fixes it to api.line.me otherwise
+    return client, api
+
+
 class LineChannel(BaseChannel):
     name: ClassVar[str] = "line"
     audience = "subscribers"
@@ -134,15 +151,8 @@ class LineChannel(BaseChannel):
             burst=max(1, int(settings.line_rate_limit / 10)),
         )
         if self.live:
-            token = settings.line_channel_access_token
-            assert token is not None
-            config = Configuration(
-                host=settings.line_api_url, access_token=token.get_secret_value()
-            )
-            config.connection_pool_maxsize = max(16, settings.worker_concurrency * 2)
-            self._client = AsyncApiClient(config)
-            self._api = AsyncMessagingApi(self._client)
-            self._api.line_base_path = settings.line_api_url  # the SDK fixes it to api.line.me
+            pool = max(16, settings.worker_concurrency * 2)
+            self._client, self._api = messaging_api(settings, pool)
 
     @staticmethod
     def compose(templates: Templates, notice: Announcement, lang: str) -> dict[str, Any]:

@@ -12,9 +12,6 @@ from aiohttp import web
 from linebot.v3.exceptions import InvalidSignatureError
 from linebot.v3.messaging import (
     ApiException,
-    AsyncApiClient,
-    AsyncMessagingApi,
-    Configuration,
     ReplyMessageRequest,
 )
 from linebot.v3.webhook import WebhookParser
@@ -26,6 +23,7 @@ from linebot.v3.webhooks import (
     UnfollowEvent,
 )
 
+from channels.line import messaging_api
 from notifier import line_chat
 from notifier.line_chat import Choices
 from notifier.logs import event as log_event
@@ -42,14 +40,11 @@ class LineWebhook:
 
     def __init__(self, runtime: Runtime) -> None:
         settings = runtime.settings
-        secret, token = settings.line_channel_secret, settings.line_channel_access_token
-        assert secret is not None and token is not None
+        secret = settings.line_channel_secret
+        assert secret is not None
         self.runtime = runtime
         self.parser = WebhookParser(secret.get_secret_value())
-        config = Configuration(host=settings.line_api_url, access_token=token.get_secret_value())
-        self.client = AsyncApiClient(config)
-        self.api = AsyncMessagingApi(self.client)
-        self.api.line_base_path = settings.line_api_url
+        self.client, self.api = messaging_api(settings)
         self.timeout = aiohttp.ClientTimeout(total=settings.line_timeout)
 
     async def handle(self, event: Any) -> None:

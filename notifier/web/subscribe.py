@@ -60,6 +60,10 @@ class Postman:
         path = self.runtime.settings.outbox_dir / "email" / f"{name}.eml"
         await asyncio.to_thread(write_atomic, path, message.as_bytes())
 
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+
 
 POSTMAN = web.AppKey("postman", Postman)
 
@@ -200,8 +204,7 @@ async def unsubscribe(request: web.Request) -> web.Response:
 async def postman_context(app: web.Application) -> AsyncIterator[None]:
     app[POSTMAN] = Postman(app[RUNTIME])
     yield
-    if app[POSTMAN].pool is not None:
-        await app[POSTMAN].pool.close()  # type: ignore[union-attr]
+    await app[POSTMAN].close()
 
 
 def add_routes(app: web.Application) -> None:
