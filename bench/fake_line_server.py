@@ -2,7 +2,8 @@
 
 Prints one JSON line ``{"url": …, "stats": …}`` once it serves; ``GET <stats>`` answers
 what it accepted: request count, recipients, and the wall-clock times of the first and
-last accepted multicast. Run: ``python bench/fake_line_server.py --rate 2000``.
+last accepted multicast (``?contains=TEXT``: of those whose first message's altText
+contains TEXT). Run: ``python bench/fake_line_server.py --rate 2000``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ async def main() -> None:
 
     async def stats(request: web.Request) -> web.Response:
         multicasts = fake.multicasts
+        wanted = request.query.get("contains")
+        if wanted:
+            multicasts = [m for m in multicasts if wanted in m["messages"][0].get("altText", "")]
         walls = [m["wall"] for m in multicasts]
         statuses: dict[str, int] = {}
         for _, status in fake.responses:

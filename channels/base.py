@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from notifier.config import Settings
     from notifier.keys import Keys
     from notifier.metrics import Metrics
-    from notifier.models import Announcement
+    from notifier.models import AnyNotice
     from notifier.render import Templates
 
 log = logging.getLogger("notifier.channels")
@@ -116,10 +116,10 @@ class Channel(Protocol):
     live: bool
 
     @classmethod
-    def languages(cls, notice: Announcement, wanted: set[str]) -> set[str]: ...
+    def languages(cls, notice: AnyNotice, wanted: set[str]) -> set[str]: ...
 
     @staticmethod
-    def compose(templates: Templates, notice: Announcement, lang: str) -> dict[str, Any]: ...
+    def compose(templates: Templates, notice: AnyNotice, lang: str) -> dict[str, Any]: ...
 
     async def send(self, batch: Batch) -> Outcome: ...
 
@@ -140,14 +140,14 @@ class BaseChannel:
     translated: ClassVar[bool] = True  # False: the channel speaks Japanese to everyone
 
     @classmethod
-    def languages(cls, notice: Announcement, wanted: set[str]) -> set[str]:
+    def languages(cls, notice: AnyNotice, wanted: set[str]) -> set[str]:
         """The languages to render for recipients who want ``wanted``; Japanese stands in."""
         if not cls.translated:
             return {"ja"}
         return {lang if lang in notice.translations else "ja" for lang in wanted}
 
     @staticmethod
-    def compose(templates: Templates, notice: Announcement, lang: str) -> dict[str, Any]:
+    def compose(templates: Templates, notice: AnyNotice, lang: str) -> dict[str, Any]:
         """The rendered content of one language's batches; each channel overrides it."""
         raise NotImplementedError
 

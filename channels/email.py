@@ -24,7 +24,7 @@ import aiosmtplib
 from channels.base import BaseChannel, Batch, Context, Outcome, Recipient, RetryableError
 from channels.outbox import write_atomic
 from channels.smtp_pool import SmtpPool
-from notifier.models import Announcement
+from notifier.models import AnyNotice
 from notifier.render import Templates
 from notifier.subscribers import SubscriberStore
 
@@ -62,7 +62,7 @@ class EmailChannel(BaseChannel):
         self._subscribers = SubscriberStore(context.redis, context.keys, context.settings)
 
     @staticmethod
-    def compose(templates: Templates, notice: Announcement, lang: str) -> dict[str, Any]:
+    def compose(templates: Templates, notice: AnyNotice, lang: str) -> dict[str, Any]:
         extra = {"unsubscribe_url": UNSUBSCRIBE}
         return {
             "subject": templates.render("email/announcement.subject.txt", notice, lang),

@@ -34,7 +34,7 @@ from channels.base import (
 )
 from channels.outbox import write_json
 from notifier.config import Settings
-from notifier.models import Announcement
+from notifier.models import AnyNotice
 from notifier.ratelimit import RateLimiter
 from notifier.render import Templates
 
@@ -66,7 +66,7 @@ def retry_key(notice_id: str, channel: str, number: int) -> str:
     return str(uuid.uuid5(RETRY_KEY_NAMESPACE, f"{notice_id}:{channel}:{number}"))
 
 
-def flex_message(templates: Templates, notice: Announcement, lang: str) -> dict[str, Any]:
+def flex_message(templates: Templates, notice: AnyNotice, lang: str) -> dict[str, Any]:
     """The Flex bubble within LINE's limits: a body too long is cut, the link kept."""
     title, body = notice.title_in(lang), notice.body_in(lang)
     alt_text = fit_text(f"{title}\n{body}", ALT_TEXT_LIMIT, "")
@@ -155,7 +155,7 @@ class LineChannel(BaseChannel):
             self._client, self._api = messaging_api(settings, pool)
 
     @staticmethod
-    def compose(templates: Templates, notice: Announcement, lang: str) -> dict[str, Any]:
+    def compose(templates: Templates, notice: AnyNotice, lang: str) -> dict[str, Any]:
         return {"messages": [flex_message(templates, notice, lang)]}
 
     def request_body(self, batch: Batch) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from channels.base import BaseChannel, Batch, Context, Outcome, PermanentError, 
 from channels.outbox import write_json
 from channels.x_session import x_session
 from channels.x_text import fits, same_post, thread, with_link
-from notifier.models import Announcement
+from notifier.models import AnyNotice
 from notifier.render import Templates
 from notifier.streams import as_text
 
@@ -85,7 +85,7 @@ class XChannel(BaseChannel):
             self._client.session = x_session(settings.x_api_url, settings.x_timeout)
 
     @staticmethod
-    def compose(templates: Templates, notice: Announcement, lang: str) -> dict[str, Any]:
+    def compose(templates: Templates, notice: AnyNotice, lang: str) -> dict[str, Any]:
         settings = templates.settings
 
         def render(body: str) -> str:

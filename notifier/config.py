@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,6 +20,7 @@ class Named(BaseModel):
     code: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     name: str
     name_en: str | None = None
+    cap: list[str] = Field(default_factory=list)  # CAP geocode values or areaDesc names
 
     def label(self, lang: str) -> str:
         return self.name_en if lang == "en" and self.name_en else self.name
@@ -30,6 +32,7 @@ class Ward(BaseModel):
     name: str = "練馬区"
     name_en: str = "Nerima City"
     phone: str = "03-3993-1111"
+    cap: list[str] = Field(default_factory=list)  # CAP geocodes / areaDesc for the whole ward
     areas: list[Named]
     topics: list[Named]
     languages: list[Named]
@@ -57,6 +60,13 @@ class Ward(BaseModel):
     @property
     def language_codes(self) -> list[str]:
         return [lang.code for lang in self.languages]
+
+    def cap_area(self, value: str) -> list[str] | None:
+        """The ward areas a CAP geocode value or areaDesc names ([] = the whole ward)."""
+        if value in self.cap:
+            return []
+        codes = [a.code for a in self.areas if value in a.cap]
+        return codes or None
 
     def area(self, code: str) -> Named:
         return next(a for a in self.areas if a.code == code)
@@ -105,6 +115,14 @@ class Settings(BaseSettings):
     email_hard_bounces: int = Field(3, ge=1)  # permanent failures before an address is suspended
     secret_key: SecretStr | None = None
 
+    alert_approval: bool = False  # on: a second emergency-desk token approves each alert
+    alert_test_audience: list[str] = Field(default_factory=list)  # subscriber ids for drills
+    cap_max_bytes: int = Field(64 * 1024, ge=1024)
+    quiet_hours: str | None = Field("21:00-08:00", pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$")
+    quiet_channels: list[str] = Field(default_factory=lambda: ["line"])
+    breaker_failures: int = Field(5, ge=1)  # failed batches in a row that open a channel's circuit
+    breaker_seconds: float = Field(30.0, gt=0)  # how long it stays open before a trial
+
     visibility_timeout: float = Field(60.0, gt=0)
     max_attempts: int = Field(8, ge=1)
     retry_base_delay: float = Field(2.0, gt=0)
@@ -122,6 +140,19 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}; for example Asia/Tokyo") from None
+        return value
+
+    @field_validator("quiet_hours", mode="before")
+    @classmethod
+    def _quiet_off(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.lower() in ("", "off", "none") else value
+
+    @field_validator("quiet_channels")
+    @classmethod
+    def _known_channels(cls, value: list[str]) -> list[str]:
+        unknown = [c for c in value if c not in CHANNELS]
+        if unknown:
+            raise ValueError(f"unknown channel {', '.join(unknown)}; known: {', '.join(CHANNELS)}")
         return value
 
     @field_validator("public_url", "line_api_url", "x_api_url")
@@ -144,6 +175,20 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def quiet_until(self, channel: str, now: datetime) -> datetime | None:
+        """When the quiet hours that hold ``channel``'s routine notices end, if they hold
+        it at ``now``; None when it may send."""
+        if not self.quiet_hours or channel not in self.quiet_channels:
+            return None
+        start, end = (time.fromisoformat(t) for t in self.quiet_hours.split("-"))
+        local = now.astimezone(self.tz)
+        clock = local.time().replace(tzinfo=None)
+        inside = start <= clock < end if start <= end else clock >= start or clock < end
+        if not inside:
+            return None
+        until = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
+        return until if until > local else until + timedelta(days=1)
 
     def live(self, channel: str) -> bool:
         """Whether a channel has the credentials to send for real (else: outbox mode)."""

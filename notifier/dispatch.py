@@ -27,10 +27,10 @@ from redis.exceptions import RedisError, WatchError
 
 from channels import BaseChannel, channel_class
 from notifier.config import Settings
-from notifier.keys import Keys
+from notifier.keys import LANES, Keys
 from notifier.logs import event
 from notifier.metrics import Metrics
-from notifier.models import Announcement, field_errors
+from notifier.models import Alert, AnyNotice, field_errors, parse_notice
 from notifier.render import Templates
 from notifier.streams import (
     Fields,
@@ -79,7 +79,7 @@ class Prepared:
 
 
 def render_groups(
-    cls: type[BaseChannel], notice: Announcement, languages: list[str]
+    cls: type[BaseChannel], notice: AnyNotice, languages: list[str]
 ) -> dict[str, list[str]]:
     """The languages a channel renders the notice in, each with the readers' languages it
     serves (a language without a translation is served in Japanese)."""
@@ -114,81 +114,91 @@ class Dispatcher:
         self._cut = redis.register_script(_CUT)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Read both intake streams at once: an alert never waits while a routine
+        notice's audience is being cut."""
+        await asyncio.gather(*(self._run_lane(self.keys.intake_lane(lane), stop) for lane in LANES))
+
+    async def _run_lane(self, stream: str, stop: asyncio.Event) -> None:
         ready = False
         next_reclaim = 0.0
         while not stop.is_set():
             try:
                 if not ready:
-                    await ensure_group(self.redis, self.keys.intake, GROUP)
+                    await ensure_group(self.redis, stream, GROUP)
                     ready = True
                 if time.monotonic() >= next_reclaim:
-                    await self.reclaim()
+                    await self.reclaim(stream)
                     next_reclaim = time.monotonic() + self.settings.visibility_timeout / 2
                 replies = cast(
                     "StreamReply | None",
                     await self.redis.xreadgroup(
-                        GROUP, self.consumer, {self.keys.intake: ">"}, count=10, block=500
+                        GROUP, self.consumer, {stream: ">"}, count=10, block=500
                     ),
                 )
                 for _stream, entries in replies or []:
                     for entry_id, fields in entries:
-                        await self.handle(entry_id.decode(), fields)
+                        await self.handle(entry_id.decode(), fields, stream)
             except RedisError as e:  # nothing acknowledged: the entry waits in the stream
                 event(log, "dispatch.redis_error", logging.WARNING, error=repr(e))
                 await asyncio.sleep(1.0)
 
-    async def reclaim(self) -> None:
+    async def reclaim(self, stream: str | None = None) -> None:
         """Take over intake entries a dead dispatcher left unacknowledged."""
+        stream = stream or self.keys.intake
         min_idle = int(self.settings.visibility_timeout * 1000)
         start = "0-0"
         while True:
             start_id, entries, *_ = await self.redis.xautoclaim(
-                self.keys.intake, GROUP, self.consumer, min_idle, start_id=start, count=50
+                stream, GROUP, self.consumer, min_idle, start_id=start, count=50
             )
             for entry_id, fields in entries:
                 if fields:
-                    await self.handle(entry_id.decode(), fields)
+                    await self.handle(entry_id.decode(), fields, stream)
             start = start_id.decode() if isinstance(start_id, bytes) else start_id
             if start == "0-0" or not entries:
                 return
 
-    async def handle(self, entry_id: str, raw_fields: dict[bytes, bytes]) -> None:
+    async def handle(
+        self, entry_id: str, raw_fields: dict[bytes, bytes], stream: str | None = None
+    ) -> None:
+        entry = (stream or self.keys.intake, entry_id)
         fields = decode_fields(raw_fields)
         raw = fields.get("notice", "")
         try:
             data = json.loads(raw)
         except ValueError as e:
-            await self.reject(entry_id, raw, f"not a JSON object: {e}")
+            await self.reject(entry, raw, f"not a JSON object: {e}")
             return
         if not isinstance(data, dict):
-            await self.reject(entry_id, raw, "not a JSON object: an announcement is an object")
+            await self.reject(entry, raw, "not a JSON object: an announcement is an object")
             return
         try:
-            notice = Announcement.model_validate(
-                data, context={"ward": self.settings.ward, "now": None}
-            )
+            notice = parse_notice(data, context={"ward": self.settings.ward, "now": None})
         except ValidationError as e:
-            await self.reject(entry_id, raw, json.dumps(field_errors(e), ensure_ascii=False))
+            await self.reject(entry, raw, json.dumps(field_errors(e), ensure_ascii=False))
+            return
+        if isinstance(notice, Alert) and not await self._issued(notice):
+            await self.reject(entry, raw, "alerts are issued through POST /api/alerts")
             return
         if notice.id is None:  # from another system: an id that a redelivery repeats
-            notice.id = uuid.uuid5(ID_NAMESPACE, self.keys.prefix + entry_id).hex
+            notice.id = uuid.uuid5(ID_NAMESPACE, f"{entry[0]}/{entry_id}").hex
         if notice.received_at is None:
             notice.received_at = datetime.now(UTC)
         started = time.perf_counter()
         while True:
             try:
-                await self._process(entry_id, notice)
+                await self._process(entry, notice)
                 break
             except WatchError:
                 continue  # the notice changed under us (cancelled?): look again
             except IdInUse:
-                await self.reject(entry_id, raw, "id: already used by another notice")
+                await self.reject(entry, raw, "id: already used by another notice")
                 return
             except RedisError:
                 raise
             except Exception as e:  # a fault of ours (a template?): fail it visibly, don't loop
                 event(log, "dispatch.fault", logging.ERROR, notice=notice.id, error=repr(e))
-                await self.reject(entry_id, raw, f"could not dispatch: {type(e).__name__}: {e}")
+                await self.reject(entry, raw, f"could not dispatch: {type(e).__name__}: {e}")
                 await self.redis.hset(
                     self.keys.notice(notice.id),
                     mapping={"status": "failed", "error": repr(e), "updated": time.time()},
@@ -196,40 +206,48 @@ class Dispatcher:
                 return
         self.metrics.dispatch_seconds.observe(time.perf_counter() - started)
 
-    async def _process(self, entry_id: str, notice: Announcement) -> None:
+    async def _issued(self, alert: Alert) -> bool:
+        """Whether the emergency desk issued this alert (roles, approval and audit apply
+        there): one written straight onto the intake stream is refused."""
+        if alert.id is None:
+            return False
+        return await self.redis.hget(self.keys.notice(alert.id), "kind") == b"alert"
+
+    async def _process(self, entry: tuple[str, str], notice: AnyNotice) -> None:
         assert notice.id is not None
         key = self.keys.notice(notice.id)
         record = cast("Fields", await self.redis.hgetall(key))
         if record and not _same_except_time(record, notice):
             raise IdInUse
         if record.get(b"status") in FINISHED:  # a redelivery: nothing left to do but ack
-            await self._ack_only(entry_id, notice.id, as_text(record[b"status"]))
+            await self._ack_only(entry, notice.id, as_text(record[b"status"]))
             return
         if record.get(b"status") == b"dispatching":  # a dispatcher died while cutting
             await self._cut_all(notice)
-            await self._ack_only(entry_id, notice.id, "dispatching")
+            await self._ack_only(entry, notice.id, "dispatching")
             return
         now = datetime.now(UTC)
         # never before its time: a dispatcher whose clock is behind the scheduler's puts the
         # notice back, and the scheduler releases it again a second later
-        due = notice.publish_at is None or notice.publish_at <= now
+        when = notice.scheduled_for
+        due = when is None or when <= now
         prepared = await self.prepare(notice) if due else []
         async with self.redis.pipeline(transaction=True) as pipe:
             await pipe.watch(key)
             status = await pipe.hget(key, "status")
             if status in FINISHED or status == b"dispatching":
-                await self._ack_only(entry_id, notice.id, as_text(status))
+                await self._ack_only(entry, notice.id, as_text(status))
                 return
             multi(pipe)
             if not record:
                 self._store(pipe, notice, "queued")
             if not due:
-                assert notice.publish_at is not None
+                assert when is not None
                 pipe.hset(key, mapping={"status": "scheduled", "updated": time.time()})
-                pipe.zadd(self.keys.scheduled, {notice.id: notice.publish_at.timestamp()})
-                self._ack(pipe, entry_id)
+                pipe.zadd(self.keys.scheduled, {notice.id: when.timestamp()})
+                self._ack(pipe, entry)
                 await pipe.execute()
-                event(log, "notice.scheduled", notice=notice.id, at=notice.publish_at.isoformat())
+                event(log, "notice.scheduled", notice=notice.id, at=when.isoformat())
                 return
             self._queue(pipe, notice, prepared)
             await pipe.execute()
@@ -241,16 +259,16 @@ class Dispatcher:
             recipients={p.channel: p.recipients for p in prepared},
         )
         batches = await self._cut_all(notice)
-        await self._ack_only(entry_id, notice.id, "dispatched")
+        await self._ack_only(entry, notice.id, "dispatched")
         event(log, "notice.dispatched", notice=notice.id, batches=batches)
 
-    async def _ack_only(self, entry_id: str, notice_id: str, status: str) -> None:
+    async def _ack_only(self, entry: tuple[str, str], notice_id: str, status: str) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
-            self._ack(pipe, entry_id)
+            self._ack(pipe, entry)
             await pipe.execute()
         event(log, "notice.skip", notice=notice_id, status=status)
 
-    def _store(self, pipe: Any, notice: Announcement, status: str) -> None:
+    def _store(self, pipe: Any, notice: AnyNotice, status: str) -> None:
         assert notice.id is not None
         now = time.time()
         pipe.hset(
@@ -265,7 +283,7 @@ class Dispatcher:
         )
         pipe.zadd(self.keys.notices, {notice.id: now})
 
-    def _queue(self, pipe: Any, notice: Announcement, prepared: list[Prepared]) -> None:
+    def _queue(self, pipe: Any, notice: AnyNotice, prepared: list[Prepared]) -> None:
         assert notice.id is not None
         k = self.keys
         for p in prepared:
@@ -285,7 +303,7 @@ class Dispatcher:
         status = "dispatching" if sum(p.recipients for p in prepared) else "done"
         pipe.hset(k.notice(notice.id), mapping={"status": status, "updated": time.time()})
 
-    async def _cut_all(self, notice: Announcement) -> int:
+    async def _cut_all(self, notice: AnyNotice) -> int:
         """Cut every audience set of the notice into batches; returns how many were cut."""
         assert notice.id is not None
         k, cut = self.keys, 0
@@ -314,11 +332,12 @@ class Dispatcher:
         sizes = {"line": self.settings.line_batch_size, "email": self.settings.email_batch_size}
         return sizes.get(cls.name, cls.batch_size)
 
-    def _ack(self, pipe: Any, entry_id: str) -> None:
-        pipe.xack(self.keys.intake, GROUP, entry_id)
-        pipe.xdel(self.keys.intake, entry_id)
+    def _ack(self, pipe: Any, entry: tuple[str, str]) -> None:
+        stream, entry_id = entry
+        pipe.xack(stream, GROUP, entry_id)
+        pipe.xdel(stream, entry_id)
 
-    async def prepare(self, notice: Announcement) -> list[Prepared]:
+    async def prepare(self, notice: AnyNotice) -> list[Prepared]:
         """Render every channel's content and put its audience in sets, by language."""
         assert notice.id is not None
         prepared = []
@@ -328,16 +347,23 @@ class Dispatcher:
             groups = render_groups(cls, notice, languages)
             rendered = {lang: cls.compose(self.templates, notice, lang) for lang in sorted(groups)}
             p = Prepared(name, rendered)
+            drill = isinstance(notice, Alert) and notice.drill
             if cls.audience == "subscribers":
-                kind: str = notice.kind  # widened: only announcements are modelled so far
                 every_topic = set(notice.topics) >= set(self.settings.ward.topic_codes)
                 # alerts ignore topic choices; a notice on every topic needs no topic filter
-                topics = None if kind == "alert" or every_topic else notice.topics
+                topics = None if isinstance(notice, Alert) or every_topic else notice.topics
                 targets = {self.keys.audience(notice.id, name, g): w for g, w in groups.items()}
                 counts = await self.subscribers.audience_into(
-                    name, notice.areas, topics, targets, ttl=AUDIENCE_TTL
+                    name,
+                    notice.areas,
+                    topics,
+                    targets,
+                    ttl=AUDIENCE_TTL,
+                    within=self.settings.alert_test_audience if drill else None,
                 )
                 p.recipients = sum(counts.values())
+            elif drill and cls.audience == "public":
+                pass  # a drill is never posted for everyone to see
             else:
                 areas = notice.areas or self.settings.ward.area_codes
                 p.recipients = len(areas) if cls.audience == "areas" else 1
@@ -355,23 +381,23 @@ class Dispatcher:
             prepared.append(p)
         return prepared
 
-    async def reject(self, entry_id: str, raw: str, reason: str) -> None:
+    async def reject(self, entry: tuple[str, str], raw: str, reason: str) -> None:
         """An invalid entry moves to the rejected stream with its reason: nothing is dropped."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xadd(
                 self.keys.rejected,
-                {"notice": raw, "reason": reason, "entry": entry_id, "at": time.time()},
+                {"notice": raw, "reason": reason, "entry": entry[1], "at": time.time()},
             )
-            self._ack(pipe, entry_id)
+            self._ack(pipe, entry)
             await pipe.execute()
-        event(log, "notice.rejected", logging.WARNING, entry=entry_id)
+        event(log, "notice.rejected", logging.WARNING, entry=entry[1])
 
 
 class IdInUse(Exception):
     """An entry names an id that belongs to a different notice."""
 
 
-def _same_except_time(record: dict[bytes, bytes], notice: Announcement) -> bool:
+def _same_except_time(record: dict[bytes, bytes], notice: AnyNotice) -> bool:
     stored = json.loads(record[b"notice"])
     fresh = json.loads(notice.model_dump_json())
     stored.pop("received_at", None)

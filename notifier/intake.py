@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from notifier.config import Settings
-from notifier.models import Announcement, field_errors
+from notifier.models import Announcement, AnyNotice, field_errors
 from notifier.store import Accepted, NoticeStore
 
 
@@ -47,11 +47,11 @@ def body_digest(data: Any) -> str:
 
 async def enqueue(
     store: NoticeStore,
-    notice: Announcement,
+    notice: AnyNotice,
     idempotency: tuple[str, str] | None = None,
 ) -> Accepted:
     assert notice.id is not None and notice.received_at is not None
-    status = "scheduled" if notice.publish_at else "queued"
+    status = "scheduled" if notice.scheduled_for else "queued"
     return await store.accept(
         notice.id, notice.kind, notice.model_dump_json(), status, idempotency=idempotency
     )

@@ -17,6 +17,14 @@ class Keys:
         return f"{self.prefix}intake"
 
     @property
+    def intake_urgent(self) -> str:
+        """Alerts' intake: the dispatcher reads it apart, so no routine notice delays one."""
+        return f"{self.prefix}intake:urgent"
+
+    def intake_lane(self, lane: str) -> str:
+        return self.intake_urgent if lane == "urgent" else self.intake
+
+    @property
     def rejected(self) -> str:
         return f"{self.prefix}intake:rejected"
 
@@ -39,6 +47,19 @@ class Keys:
     @property
     def notices(self) -> str:
         return f"{self.prefix}notices"
+
+    def cap_message(self, sender: str, identifier: str) -> str:
+        """A CAP message (sender, identifier) → the alert it became."""
+        return f"{self.prefix}cap:{sender},{identifier}"
+
+    @property
+    def audit(self) -> str:
+        """The append-only audit log (a stream): who did what, when, from where."""
+        return f"{self.prefix}audit"
+
+    def breaker(self, channel: str) -> str:
+        """Failed batches of a channel in a row; past the threshold its circuit opens."""
+        return f"{self.prefix}breaker:{channel}"
 
     @property
     def scheduled(self) -> str:

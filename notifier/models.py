@@ -14,6 +14,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -80,24 +81,19 @@ class Translation(BaseModel):
     body: str = Field(min_length=1, max_length=5000)
 
 
-class Announcement(BaseModel):
-    """An announcement as staff post it (HTTP) and as other systems queue it (intake stream).
-
-    Validation needs the context ``{"ward": Ward, "now": datetime | None}``; with a ``now``,
-    a ``publish_at`` in the past is an error (at intake), without one it means "at once".
-    """
+class Notice(BaseModel):
+    """What announcements and alerts share. Validation needs the context
+    ``{"ward": Ward, "now": datetime | None}``."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    kind: Literal["announcement"] = "announcement"
+    kind: str
     id: str | None = Field(default=None, pattern=NOTICE_ID)
     title: str = Field(min_length=1, max_length=100)
     body: str = Field(min_length=1, max_length=5000)
-    topics: TopicCodes = Field(min_length=1)
     areas: AreaCodes
     channels: list[Channel] = Field(default_factory=_all_channels, min_length=1)
     url: str | None = Field(default=None, max_length=2000)
-    publish_at: PublishAt | None = None
     translations: dict[str, Translation] = Field(default_factory=dict)
     received_at: AwareDatetime | None = None
 
@@ -115,6 +111,49 @@ class Announcement(BaseModel):
             raise ValueError("must be an https:// link, such as https://www.city.nerima.tokyo.jp/")
         return value
 
+    @field_validator("translations")
+    @classmethod
+    def _languages(
+        cls, value: dict[str, Translation], info: ValidationInfo
+    ) -> dict[str, Translation]:
+        others = [code for code in _ward(info).language_codes if code != "ja"]
+        _check_codes(list(value), others, "translation language")
+        return value
+
+    @property
+    def scheduled_for(self) -> datetime | None:
+        return None
+
+    @property
+    def effective_at(self) -> datetime:
+        """When the notice is published: its schedule, else when it was received."""
+        when = self.scheduled_for or self.received_at
+        if when is None:
+            raise ValueError("the notice has not been received yet")
+        return when
+
+    def title_in(self, lang: str) -> str:
+        return self.translations[lang].title if lang in self.translations else self.title
+
+    def body_in(self, lang: str) -> str:
+        return self.translations[lang].body if lang in self.translations else self.body
+
+
+class Announcement(Notice):
+    """An announcement as staff post it (HTTP) and as other systems queue it (intake stream).
+
+    With a ``now`` in the context, a ``publish_at`` in the past is an error (at intake);
+    without one it means "at once".
+    """
+
+    kind: Literal["announcement"] = "announcement"
+    topics: TopicCodes = Field(min_length=1)
+    publish_at: PublishAt | None = None
+
+    @property
+    def scheduled_for(self) -> datetime | None:
+        return self.publish_at
+
     @field_validator("publish_at")
     @classmethod
     def _future(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
@@ -127,28 +166,50 @@ class Announcement(BaseModel):
             raise ValueError("is more than a year ahead")
         return value
 
-    @field_validator("translations")
-    @classmethod
-    def _languages(
-        cls, value: dict[str, Translation], info: ValidationInfo
-    ) -> dict[str, Translation]:
-        others = [code for code in _ward(info).language_codes if code != "ja"]
-        _check_codes(list(value), others, "translation language")
-        return value
+
+Severity = Literal["advisory", "warning", "emergency"]
+AlertType = Literal["alert", "update", "cancel"]
+
+
+class Alert(Notice):
+    """A disaster broadcast from the emergency desk. It goes out at once, on the urgent
+    lane, to everyone in its areas whatever topics they chose.
+
+    ``supersedes`` names the alert an update replaces; ``type`` and ``references`` are set
+    by the service (an update or the all-clear of ``references``); ``drill`` sends it to
+    the test audience only, marked as a drill (訓練).
+    """
+
+    kind: Literal["alert"] = "alert"
+    severity: Severity
+    supersedes: str | None = Field(default=None, pattern=NOTICE_ID)
+    type: AlertType = "alert"
+    references: str | None = Field(default=None, pattern=NOTICE_ID)
+    drill: bool = False
 
     @property
-    def effective_at(self) -> datetime:
-        """When the notice is published: its schedule, else when it was received."""
-        when = self.publish_at or self.received_at
-        if when is None:
-            raise ValueError("the notice has not been received yet")
-        return when
+    def topics(self) -> list[str]:
+        return []
 
-    def title_in(self, lang: str) -> str:
-        return self.translations[lang].title if lang in self.translations else self.title
+    @model_validator(mode="after")
+    def _type(self) -> Alert:
+        if self.supersedes and self.type == "alert":
+            self.type = "update"
+            self.references = self.supersedes
+        if self.type != "alert" and not self.references:
+            raise ValueError(f"references: an {self.type} names the alert it follows")
+        return self
 
-    def body_in(self, lang: str) -> str:
-        return self.translations[lang].body if lang in self.translations else self.body
+
+AnyNotice = Announcement | Alert
+_NOTICE: TypeAdapter[AnyNotice] = TypeAdapter(Annotated[AnyNotice, Field(discriminator="kind")])
+
+
+def parse_notice(data: dict[str, Any], context: dict[str, Any]) -> AnyNotice:
+    """An announcement or alert from its JSON (an entry without ``kind`` is an announcement)."""
+    if "kind" not in data:
+        data = {**data, "kind": "announcement"}
+    return _NOTICE.validate_python(data, context=context)
 
 
 class Subscriber(BaseModel):

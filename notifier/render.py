@@ -8,10 +8,52 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from notifier.config import PROJECT_ROOT, Settings
-from notifier.models import Announcement
+from notifier.models import Alert, AnyNotice
 
 TEMPLATES_DIR = PROJECT_ROOT / "templates"
 WEEKDAYS_JA = "月火水木金土日"
+MARKS = {
+    "ja": {
+        "advisory": "注意",
+        "warning": "警戒",
+        "emergency": "緊急",
+        "update": "更新",
+        "cancel": "解除",
+        "drill": "訓練",
+    },
+    "en": {
+        "advisory": "ADVISORY",
+        "warning": "WARNING",
+        "emergency": "EMERGENCY",
+        "update": "UPDATE",
+        "cancel": "ALL CLEAR",
+        "drill": "DRILL",
+    },
+}
+SEVERITY_COLOURS = {"advisory": "#7a5c00", "warning": "#b34700", "emergency": "#b00020"}
+ALL_CLEAR_COLOUR = "#1e6b32"
+
+
+def alert_marks(notice: AnyNotice, lang: str) -> list[str]:
+    """What an alert says before its title: drill, then the severity (and update), or the
+    all-clear — ['訓練', '緊急', '更新']. Nothing for an announcement."""
+    if not isinstance(notice, Alert):
+        return []
+    words = MARKS["en" if lang == "en" else "ja"]
+    marks = [words["drill"]] if notice.drill else []
+    if notice.type == "cancel":
+        return [*marks, words["cancel"]]
+    marks.append(words[notice.severity])
+    return [*marks, words["update"]] if notice.type == "update" else marks
+
+
+def bracketed(marks: list[str], lang: str) -> str:
+    """['緊急', '更新'] → 【緊急】【更新】 (in English: [EMERGENCY][UPDATE] )."""
+    if not marks:
+        return ""
+    if lang == "en":
+        return "".join(f"[{m}]" for m in marks) + " "
+    return "".join(f"【{m}】" for m in marks)
 
 
 def japanese_date(value: datetime) -> str:
@@ -40,7 +82,7 @@ class Templates:
         )
         self.env.filters["japanese_date"] = japanese_date
 
-    def context(self, notice: Announcement, lang: str) -> dict[str, Any]:
+    def context(self, notice: AnyNotice, lang: str) -> dict[str, Any]:
         ward = self.settings.ward
         local = notice.effective_at.astimezone(self.settings.tz)
         return {
@@ -57,6 +99,24 @@ class Templates:
             "ward_name": ward.name_en if lang == "en" else ward.name,
             "published": local,
             "public_url": self.settings.public_url,
+            "alert": self._alert(notice, lang),
+        }
+
+    @staticmethod
+    def _alert(notice: AnyNotice, lang: str) -> dict[str, Any] | None:
+        if not isinstance(notice, Alert):
+            return None
+        marks = alert_marks(notice, lang)
+        return {
+            "severity": notice.severity,
+            "type": notice.type,
+            "drill": notice.drill,
+            "marks": marks,
+            "prefix": bracketed(marks, lang),
+            "severity_label": MARKS["en" if lang == "en" else "ja"][notice.severity],
+            "colour": ALL_CLEAR_COLOUR
+            if notice.type == "cancel"
+            else SEVERITY_COLOURS[notice.severity],
         }
 
     def page(self, name: str, **values: Any) -> str:
@@ -66,5 +126,5 @@ class Templates:
             ward=ward, public_url=self.settings.public_url, **values
         )
 
-    def render(self, name: str, notice: Announcement, lang: str, **extra: Any) -> str:
+    def render(self, name: str, notice: AnyNotice, lang: str, **extra: Any) -> str:
         return self.env.get_template(name).render(self.context(notice, lang), **extra).strip()

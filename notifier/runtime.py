@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from notifier.alerts import AlertDesk
+from notifier.audit import AuditLog
 from notifier.config import Settings
 from notifier.keys import Keys
 from notifier.metrics import Metrics
@@ -25,6 +27,8 @@ class Runtime:
     notices: NoticeStore
     subscribers: SubscriberStore
     tokens: TokenStore
+    alerts: AlertDesk
+    audit: AuditLog
 
     @classmethod
     def open(cls, settings: Settings, metrics: Metrics | None = None) -> Runtime:
@@ -45,6 +49,8 @@ class Runtime:
             notices=NoticeStore(redis, keys),
             subscribers=SubscriberStore(redis, keys, settings),
             tokens=TokenStore(redis, keys),
+            alerts=AlertDesk(redis, keys, settings),
+            audit=AuditLog(redis, keys),
         )
 
     async def close(self) -> None:

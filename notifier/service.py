@@ -40,6 +40,7 @@ class Service:
         self.grace = grace
         self.runtime = Runtime.open(settings)
         self._stop = asyncio.Event()
+        self.workers: list[ChannelWorker] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self._scheduler: Scheduler | None = None
@@ -75,6 +76,7 @@ class Service:
                     rt.subscribers,
                     concurrency=self.settings.worker_concurrency,
                 )
+                self.workers.append(worker)
                 self._spawn(f"worker:{name}", worker.run(self._stop))
         if "scheduler" in self.parts:
             self._scheduler = Scheduler(self.settings, rt.redis, rt.keys)

@@ -17,8 +17,9 @@ from notifier.config import CHANNELS
 from notifier.keys import Keys
 from notifier.streams import as_text
 
-STATUSES = ("scheduled", "queued", "dispatching", "done", "failed", "cancelled")
+STATUSES = ("pending_approval", "scheduled", "queued", "dispatching", "done", "failed", "cancelled")
 IDEMPOTENCY_TTL = 24 * 3600
+ALERT_FIELDS = ("alert", "references", "superseded_by", "requested_by", "approved_by")
 
 # KEYS: idempotency, notice, notices index, intake
 # ARGV: id, notice json, status, now, body hash, ttl, response json, use idempotency, kind
@@ -171,6 +172,10 @@ class NoticeStore:
         }
         if b"error" in record:
             view["error"] = record[b"error"].decode()
+        for name in ALERT_FIELDS:  # an alert's state, who asked, who approved, what follows
+            found = record.get(name.encode())
+            if found:
+                view["state" if name == "alert" else name] = found.decode()
         return view
 
 

@@ -221,12 +221,14 @@ class SubscriberStore:
         topics: list[str] | None,
         groups: dict[str, list[str]],
         ttl: int,
+        within: list[str] | None = None,
     ) -> dict[str, int]:
         """Store the audience in sets, one per group of languages (target key → languages),
-        without its ids ever leaving Redis; returns each set's size."""
+        without its ids ever leaving Redis; returns each set's size. ``within``: only
+        these subscriber ids (a drill's test audience)."""
         targets = list(groups)
         counts = await self._select(
-            channel, areas, topics, [(groups[t], t) for t in targets], ttl=ttl
+            channel, areas, topics, [(groups[t], t) for t in targets], ttl=ttl, within=within
         )
         return {target: int(n) for target, n in zip(targets, counts, strict=True)}
 
@@ -237,6 +239,7 @@ class SubscriberStore:
         topics: list[str] | None,
         outputs: list[tuple[list[str], str | None]],
         ttl: int = 0,
+        within: list[str] | None = None,
     ) -> list[Any]:
         """The audience arithmetic, inside Redis in one transaction on scratch keys:
         channel ∩ (chosen areas ∪ whole ward) ∩ (chosen topics ∪ every topic), then ∩ the
@@ -245,9 +248,15 @@ class SubscriberStore:
         k = self.keys
         scratch = k.scratch(secrets.token_hex(8))
         in_areas, in_topics, chosen = f"{scratch}:areas", f"{scratch}:topics", f"{scratch}:all"
+        only = f"{scratch}:within"
         sets = [k.by_channel(channel)]
         results: list[int] = []
         async with self.redis.pipeline(transaction=True) as pipe:
+            if within is not None:
+                pipe.delete(only)
+                if within:
+                    pipe.sadd(only, *within)
+                sets.append(only)
             if areas:
                 pipe.sunionstore(in_areas, [k.by_area(a) for a in [*areas, ALL]])
                 sets.append(in_areas)
@@ -266,7 +275,7 @@ class SubscriberStore:
                     if ttl:
                         pipe.expire(target, ttl)
                 pipe.delete(in_languages)
-            pipe.delete(in_areas, in_topics, chosen)
+            pipe.delete(in_areas, in_topics, chosen, only)
             replies = await pipe.execute()
         return [replies[i] for i in results]
 

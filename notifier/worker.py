@@ -15,6 +15,8 @@ import logging
 import random
 import time
 from asyncio import FIRST_COMPLETED
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -32,7 +34,7 @@ log = logging.getLogger("notifier.worker")
 
 GROUP = "deliver"
 
-# KEYS: done set, progress, notice, stream, stats, failures, batch log
+# KEYS: done set, progress, notice, stream, stats, failures, batch log, breaker
 # ARGV: batch number, channel, sent, failed, size, group, entry id, now, batch log json,
 #       failure json...
 _RECORD = """
@@ -42,6 +44,7 @@ if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then
   return 0
 end
 local ch = ARGV[2]
+redis.call('DEL', KEYS[8])
 redis.call('HINCRBY', KEYS[2], ch .. ':sent', ARGV[3])
 redis.call('HINCRBY', KEYS[2], ch .. ':failed', ARGV[4])
 redis.call('HINCRBY', KEYS[2], ch .. ':pending', 0 - tonumber(ARGV[5]))
@@ -66,6 +69,13 @@ if pending <= 0 and redis.call('HGET', KEYS[3], 'status') == 'dispatching' then
   redis.call('HSET', KEYS[3], 'status', status, 'updated', ARGV[8])
 end
 return 1
+"""
+
+# KEYS: breaker.  ARGV: seconds to remember a failure.  Returns failures in a row.
+_FAILED = """
+local n = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return n
 """
 
 # KEYS: retries, stream.  ARGV: member, due, group, entry id
@@ -115,6 +125,8 @@ class ChannelWorker:
         self._record = redis.register_script(_RECORD)
         self._defer = redis.register_script(_DEFER)
         self._release = redis.register_script(_RELEASE)
+        self._failed = redis.register_script(_FAILED)
+        self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._content: dict[str, dict[str, Any]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -168,20 +180,32 @@ class ChannelWorker:
                 await asyncio.gather(*inflight, return_exceptions=True)
 
     async def read(self, count: int) -> list[tuple[str, str, Fields]]:
-        """Up to ``count`` new entries, the urgent lane's first (waits up to half a second)."""
+        """Up to ``count`` new entries, waiting up to half a second: the urgent lane's
+        if it has any, so an alert never shares a round with routine batches. In the
+        channel's quiet hours only the urgent lane is read: routine notices wait."""
+        urgent = await self._read({self.streams[0]: ">"}, count, block=None)
+        if urgent:
+            return urgent
+        streams = self.streams
+        if self.settings.quiet_until(self.channel.name, self.now()) is not None:
+            streams = streams[:1]
+        found = await self._read(dict.fromkeys(streams, ">"), count, block=500)
+        order = {stream: i for i, stream in enumerate(self.streams)}
+        return sorted(found, key=lambda item: order[item[0]])
+
+    async def _read(
+        self, streams: dict[str, str], count: int, block: int | None
+    ) -> list[tuple[str, str, Fields]]:
+        wanted = cast("dict[bytes | str | memoryview, int | bytes | str | memoryview]", streams)
         replies = cast(
             "StreamReply | None",
-            await self.redis.xreadgroup(
-                GROUP, self.consumer, dict.fromkeys(self.streams, ">"), count=count, block=500
-            ),
+            await self.redis.xreadgroup(GROUP, self.consumer, wanted, count=count, block=block),
         )
-        order = {stream: i for i, stream in enumerate(self.streams)}
-        found = [
+        return [
             (as_text(stream), as_text(entry_id), fields)
             for stream, entries in replies or []
             for entry_id, fields in entries
         ]
-        return sorted(found, key=lambda item: order[item[0]])
 
     async def step(self) -> None:
         """Read and deliver one round of entries, the urgent lane first."""
@@ -242,6 +266,8 @@ class ChannelWorker:
                 outcome = self._all_failed(job, batch, f"gave up after {job['attempt']}: {e}")
                 outcome.meta.update(e.meta, error=e.message)
             else:
+                if e.spend:
+                    await self._trip(e)
                 await self._retry(stream, entry_id, job, e.defer, spend=e.spend)
                 return
         except Exception as e:  # an unknown fault is retried like a transient one
@@ -272,6 +298,7 @@ class ChannelWorker:
                 k.stats,
                 k.failures(job["notice"]),
                 k.batch_log(job["notice"]),
+                k.breaker(job["channel"]),
             ],
             args=[
                 job["n"],
@@ -286,6 +313,18 @@ class ChannelWorker:
                 *failures,
             ],
         )
+
+    async def _trip(self, error: RetryableError) -> None:
+        """Count a failed batch; enough in a row open the channel's circuit: it rests for
+        ``breaker_seconds`` (its batches wait, the other channels go on), then tries again."""
+        settings = self.settings
+        window = int(settings.breaker_seconds * 10) + 1
+        failures = int(
+            await self._failed(keys=[self.keys.breaker(self.channel.name)], args=[window])
+        )
+        if failures >= settings.breaker_failures:
+            reason = f"circuit open after {failures} failed batches in a row: {error.message}"
+            await self._pause(Paused(reason, defer=settings.breaker_seconds))
 
     async def _pause(self, paused: Paused) -> None:
         key = self.keys.paused(self.channel.name)

@@ -49,6 +49,8 @@ def make_settings(tmp_path: Path, prefix: str, **overrides: Any) -> Settings:
         "visibility_timeout": 30.0,
         "retry_base_delay": 0.05,
         "secret_key": SECRET_KEY,
+        "quiet_hours": None,  # tests run at any hour; quiet hours have tests of their own
+        "breaker_seconds": 0.3,  # injected faults open circuits: let them close soon
     }
     values.update(overrides)
     return load_settings(**values)
@@ -220,6 +222,8 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         NOTIFIER_OUTBOX_DIR=str(settings.outbox_dir),
         NOTIFIER_LINE_API_URL=settings.line_api_url,
         NOTIFIER_X_API_URL=settings.x_api_url,
+        NOTIFIER_QUIET_HOURS=settings.quiet_hours or "off",
+        NOTIFIER_BREAKER_SECONDS=str(settings.breaker_seconds),
     )
     for name in ("secret_key", "line_channel_access_token", "line_channel_secret", *X_CREDENTIALS):
         value = getattr(settings, name)

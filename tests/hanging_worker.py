@@ -26,7 +26,11 @@ class Hanging(LineChannel):
 
 async def main(prefix: str, outbox: Path) -> None:
     settings = load_settings(
-        redis_url=REDIS_URL, redis_prefix=prefix, outbox_dir=outbox, secret_key=SECRET_KEY
+        redis_url=REDIS_URL,
+        redis_prefix=prefix,
+        outbox_dir=outbox,
+        secret_key=SECRET_KEY,
+        quiet_hours=None,
     )
     rt = Runtime.open(settings)
     channel = Hanging(Context(settings, rt.redis, rt.keys, rt.metrics))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from aiohttp import web
@@ -76,9 +77,15 @@ async def list_announcements(request: web.Request) -> web.Response:
 
 async def get_announcement(request: web.Request) -> web.Response:
     await require(request, "staff")
+    settings = request.app[RUNTIME].settings
     found = await request.app[RUNTIME].notices.get(request.match_info["id"])
     if found is None:
         raise ApiError(404, "not_found", "no such announcement")
+    now = datetime.now(UTC)
+    for channel, progress in found["progress"].items():  # routine pushes wait out the night
+        until = settings.quiet_until(channel, now)
+        if until is not None and progress["pending"] and found["kind"] == "announcement":
+            progress["held_until"] = until.isoformat()
     return json_response(found)
 
 

@@ -142,7 +142,9 @@ async def refresh_snapshot(runtime: Runtime) -> None:
     snap.deliveries = {
         cast("tuple[str, str]", tuple(as_text(f).split(":", 1))): int(v) for f, v in stats.items()
     }
-    streams = [k.intake] + [k.delivery(c, lane) for c in REGISTRY for lane in LANES]
+    streams = [k.intake, k.intake_urgent] + [
+        k.delivery(c, lane) for c in REGISTRY for lane in LANES
+    ]
     lag: dict[str, int] = {}
     pending: dict[str, int] = {}
     for stream in streams:
@@ -156,7 +158,7 @@ async def refresh_snapshot(runtime: Runtime) -> None:
 
 
 def make_app(runtime: Runtime) -> web.Application:
-    from notifier.web import api, line, subscribe
+    from notifier.web import alerts, api, line, subscribe
 
     app = web.Application(middlewares=[errors], client_max_size=runtime.settings.max_body_bytes)
     app[RUNTIME] = runtime
@@ -164,6 +166,7 @@ def make_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     api.add_routes(app)
+    alerts.add_routes(app)
     line.add_routes(app)
     subscribe.add_routes(app)
     return app

@@ -26,6 +26,7 @@ def env_for(prefix: str, tmp_path: Path, **extra: str) -> dict[str, str]:
         NOTIFIER_REDIS_URL=REDIS_URL,
         NOTIFIER_REDIS_PREFIX=prefix,
         NOTIFIER_OUTBOX_DIR=str(tmp_path / "outbox"),
+        NOTIFIER_QUIET_HOURS="off",  # the tour is tried at any hour
         PYTHONPATH=str(ROOT),
     )
     env.update(extra)

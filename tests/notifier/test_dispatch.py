@@ -156,3 +156,20 @@ async def test_a_dispatcher_that_dies_while_cutting_is_taken_over_without_loss_o
     assert sorted(job["n"] for job in jobs) == [0, 1, 2]
     assert await runtime.redis.xlen(runtime.keys.intake) == 0
     assert [k async for k in runtime.redis.scan_iter(match=f"{runtime.keys.prefix}aud:*")] == []
+
+
+async def test_an_alert_written_straight_onto_the_intake_stream_is_refused(
+    runtime: Runtime,
+) -> None:
+    """Alerts come through the emergency desk's API (roles, approval, audit), never around it."""
+    raw = json.dumps(
+        {"kind": "alert", "title": "t", "body": "b", "severity": "emergency", "areas": []}
+    )
+    for stream in (runtime.keys.intake, runtime.keys.intake_urgent):
+        entry = (await runtime.redis.xadd(stream, {"notice": raw})).decode()
+        await dispatcher(runtime).handle(entry, {b"notice": raw.encode()}, stream)
+    rejected = await runtime.redis.xrange(runtime.keys.rejected)
+    assert [f[b"reason"] for _, f in rejected] == [
+        b"alerts are issued through POST /api/alerts"
+    ] * 2
+    assert await runtime.redis.zcard(runtime.keys.notices) == 0

@@ -1,0 +1,285 @@
+"""Alert latency: seconds from the POST of an alert to its first request on each channel,
+with nothing queued and with a routine notice's backlog queued ahead of it.
+
+The service runs as `notifier serve` in its own process with every channel live: LINE
+against the tests' fake LINE (bench/fake_line_server.py, its own process, 2,000
+multicasts a second), X against the tests' fake X and email against the tests' aiosmtpd
+sink (both in this process), print writing its flyers. Subscribers: --line on LINE and
+--email by email, everyone in the whole ward. The alert is a whole-ward evacuation order.
+
+1. nothing queued: POST the alert, time each channel's first request.
+2. backlog: POST a routine announcement to every subscriber; as soon as its first LINE
+   request is out (the rest of its --line recipients queued behind), POST the alert.
+
+    .venv/bin/python bench/alert_latency.py                  # 200,000 LINE, 2,000 email
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from fanout import TOKEN, free_port, wait_ready  # noqa: E402
+from outbox import drop_keys, load  # noqa: E402
+
+from notifier.config import load_settings  # noqa: E402
+from notifier.runtime import Runtime  # noqa: E402
+from tests.conftest import X_CREDENTIALS  # noqa: E402
+from tests.fake_x import FakeX  # noqa: E402
+from tests.smtp_sink import SmtpSink  # noqa: E402
+
+SECRET = "bench-secret-key-bench-secret-key"
+CHANNELS = ("line", "x", "email", "print")
+
+
+class Watch:
+    """Where each channel's first request for an alert shows up."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        line_stats: str,
+        fake_x: FakeX,
+        sink: SmtpSink,
+        print_dir: Path,
+    ) -> None:
+        self.session = session
+        self.line_stats = line_stats
+        self.fake_x = fake_x
+        self.sink = sink
+        self.print_dir = print_dir
+
+    async def firsts(
+        self,
+        alert_id: str,
+        title: str,
+        wall: float,
+        mono: float,
+        within: float,
+        channels: tuple[str, ...] = CHANNELS,
+    ) -> dict[str, float | None]:
+        """Seconds from the POST (``wall``/``mono``) to each channel's first request."""
+        found: dict[str, float | None] = dict.fromkeys(channels)
+        deadline = mono + within
+        while time.monotonic() < deadline and None in found.values():
+            if "line" in found and found["line"] is None:
+                async with self.session.get(self.line_stats, params={"contains": title}) as r:
+                    first = (await r.json())["first"]
+                if first is not None:
+                    found["line"] = first - wall
+            if "x" in found and found["x"] is None:
+                posts = [p for p in self.fake_x.posts if title in p["text"]]
+                if posts:
+                    found["x"] = posts[0]["at"] - mono
+            if "email" in found and found["email"] is None:
+                mails = [e for e in list(self.sink.envelopes) if alert_id.encode() in e.data]
+                if mails:
+                    found["email"] = mails[0].at - mono
+            if "print" in found and found["print"] is None:
+                flyers = list((self.print_dir / "alerts").glob(f"{alert_id}-*.html"))
+                if flyers:
+                    found["print"] = min(f.stat().st_mtime for f in flyers) - wall
+            await asyncio.sleep(0.005)
+        return found
+
+
+async def post(
+    session: aiohttp.ClientSession, url: str, token: str, body: dict[str, Any]
+) -> tuple[str, float, float]:
+    wall, mono = time.time(), time.monotonic()
+    async with session.post(url, json=body, headers={"Authorization": f"Bearer {token}"}) as r:
+        answer = await r.json()
+        if r.status != 202:
+            raise RuntimeError(f"POST {url} → {r.status} {answer}")
+    return answer["id"], wall, mono
+
+
+async def until_done(
+    session: aiohttp.ClientSession, url: str, token: str, within: float
+) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        async with session.get(url, headers={"Authorization": f"Bearer {token}"}) as r:
+            found: dict[str, Any] = await r.json()
+        if found["status"] in ("done", "failed"):
+            return found
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} not done in {within} s")
+
+
+def alert(run: str) -> dict[str, Any]:
+    return {
+        "title": f"避難指示（{run}）",
+        "body": "石神井川が氾濫するおそれがあります。直ちに避難してください。",
+        "severity": "emergency",
+        "areas": [],
+    }
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    prefix = f"bench:{uuid.uuid4().hex[:12]}:"
+    tmp = Path(args.tmp) / prefix.replace(":", "-")
+    figures: dict[str, Any] = {"line_subscribers": args.line, "email_subscribers": args.email}
+    fake_line = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "bench" / "fake_line_server.py"),
+        "--rate",
+        str(args.rate),
+        "--token",
+        TOKEN,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    processes = [fake_line]
+    fake_x = FakeX()
+    await fake_x.start()
+    sink = SmtpSink()
+    sink.start()
+    runtime = None
+    try:
+        assert fake_line.stdout is not None
+        where = json.loads(await asyncio.wait_for(fake_line.stdout.readline(), 30))
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+        env.update(
+            NOTIFIER_REDIS_URL=args.redis_url,
+            NOTIFIER_REDIS_PREFIX=prefix,
+            NOTIFIER_HTTP_PORT=str(port),
+            NOTIFIER_SECRET_KEY=SECRET,
+            NOTIFIER_QUIET_HOURS="off",
+            NOTIFIER_LINE_CHANNEL_ACCESS_TOKEN=TOKEN,
+            NOTIFIER_LINE_CHANNEL_SECRET="bench-secret",
+            NOTIFIER_LINE_API_URL=where["url"],
+            NOTIFIER_LINE_RATE_LIMIT=str(args.rate),
+            NOTIFIER_X_API_URL=fake_x.url,
+            NOTIFIER_X_DAILY_LIMIT="1000",
+            NOTIFIER_SMTP_HOST="127.0.0.1",
+            NOTIFIER_SMTP_PORT=str(sink.port),
+            NOTIFIER_SMTP_STARTTLS="false",
+            NOTIFIER_MAIL_FROM="bousai@city.nerima.example.jp",
+            NOTIFIER_WORKER_CONCURRENCY=str(args.concurrency),
+            NOTIFIER_OUTBOX_DIR=str(tmp / "outbox"),
+            NOTIFIER_PRINT_DIR=str(tmp / "print"),
+            **{f"NOTIFIER_{k.upper()}": v for k, v in X_CREDENTIALS.items()},
+        )
+        settings = load_settings(redis_url=args.redis_url, redis_prefix=prefix, secret_key=SECRET)
+        runtime = Runtime.open(settings)
+        started = time.perf_counter()
+        await load(runtime, "line", args.line)
+        await load(runtime, "email", args.email)
+        figures["load_s"] = round(time.perf_counter() - started, 1)
+        desk = await runtime.tokens.create("emergency", "bench")
+        serve = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "notifier", "--log-level", "WARNING", "serve", env=env, cwd=ROOT
+        )
+        processes.append(serve)
+        base = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as session:
+            await wait_ready(session, base + "/readyz")
+            await asyncio.sleep(1.0)  # every worker is reading
+            watch = Watch(session, where["stats"], fake_x, sink, tmp / "print")
+
+            # 1. nothing queued
+            body = alert("訓練なし")
+            alert_id, wall, mono = await post(session, base + "/api/alerts", desk, body)
+            figures["idle"] = await watch.firsts(alert_id, body["title"], wall, mono, args.timeout)
+            await until_done(session, f"{base}/api/alerts/{alert_id}", desk, args.timeout)
+
+            # 2. a routine backlog ahead of it
+            routine = {
+                "title": "粗大ごみの収集日が変わります",
+                "body": "12月から粗大ごみの収集日が変わります。" * 5,
+                "topics": ["garbage"],
+                "areas": [],
+            }
+            routine_id, r_wall, r_mono = await post(
+                session, base + "/api/announcements", desk, routine
+            )
+            started_routine = await watch.firsts(
+                routine_id, routine["title"], r_wall, r_mono, args.timeout, channels=("line",)
+            )
+            if started_routine["line"] is None:
+                raise RuntimeError("the routine notice never reached LINE")
+            async with session.get(
+                f"{base}/api/announcements/{routine_id}",
+                headers={"Authorization": f"Bearer {desk}"},
+            ) as r:
+                progress = (await r.json())["progress"]
+            body = alert("後続")
+            alert_id, wall, mono = await post(session, base + "/api/alerts", desk, body)
+            figures["backlog_queued"] = {
+                c: progress[c]["pending"] for c in ("line", "email") if c in progress
+            }
+            figures["backlog"] = await watch.firsts(
+                alert_id, body["title"], wall, mono, args.timeout
+            )
+            await until_done(session, f"{base}/api/alerts/{alert_id}", desk, args.timeout)
+            await until_done(session, f"{base}/api/announcements/{routine_id}", desk, args.timeout)
+        return figures
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+        await fake_x.stop()
+        sink.stop()
+        if runtime is not None:
+            await runtime.close()
+        print(f"cleanup: deleted {drop_keys(args.redis_url, prefix)} key(s)", file=sys.stderr)
+
+
+def seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:.3f} s"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--line", type=int, default=200_000, help="LINE subscribers")
+    p.add_argument("--email", type=int, default=2_000, help="email subscribers")
+    p.add_argument("--rate", type=float, default=2000.0, help="the fake's multicast limit /s")
+    p.add_argument("--concurrency", type=int, default=32, help="batches in flight per worker")
+    p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument(
+        "--redis-url", default=os.environ.get("NOTIFIER_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    p.add_argument("--tmp", default="/tmp/notifier-bench")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    figures = asyncio.run(bench(args))
+    if args.json:
+        print(json.dumps(figures))
+        return 0
+    print(
+        f"subscribers: {figures['line_subscribers']:,} LINE, {figures['email_subscribers']:,}"
+        f" email (loaded in {figures['load_s']} s)"
+    )
+    queued = ", ".join(f"{c} {n:,}" for c, n in figures["backlog_queued"].items())
+    print(f"routine recipients still queued at the alert's POST: {queued}")
+    print(f"{'POST → first request':<24}{'nothing queued':>16}{'routine backlog':>18}")
+    for channel in CHANNELS:
+        idle, busy = figures["idle"][channel], figures["backlog"][channel]
+        print(f"{channel:<24}{seconds(idle):>16}{seconds(busy):>18}")
+    worst = max((v for run in ("idle", "backlog") for v in figures[run].values() if v), default=0)
+    print(f"target ≤ 1 s on every channel in both runs: {'met' if worst <= 1.0 else 'not met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

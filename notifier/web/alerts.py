@@ -1,0 +1,162 @@
+"""The emergency desk's API: alerts by JSON or CAP 1.2, updates, the all-clear, approval,
+and the audit log."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+
+from notifier import cap
+from notifier.alerts import AlertRefused, Issued, validate
+from notifier.intake import Invalid
+from notifier.logs import event
+from notifier.tokens import Token
+from notifier.web.api import read_json
+from notifier.web.app import RUNTIME, ApiError, json_response, log, require
+
+CAP_TYPES = ("application/cap+xml", "application/xml", "text/xml")
+
+
+def _drill(request: web.Request) -> bool:
+    value = request.query.get("drill", "false").lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ApiError(400, "invalid", "bad drill", {"drill": "true or false"})
+    return value in ("true", "1")
+
+
+async def audit(
+    request: web.Request, token: Token, action: str, target: str, outcome: str, **detail: Any
+) -> None:
+    await request.app[RUNTIME].audit.record(
+        token.name, token.role, action, target, outcome, request.remote or "unknown", **detail
+    )
+
+
+async def post_alert(request: web.Request) -> web.Response:
+    token = await require(request, "emergency")
+    runtime = request.app[RUNTIME]
+    desk = runtime.alerts
+    try:
+        if request.content_type in CAP_TYPES:
+            issued = await _from_cap(request, token)
+        else:
+            alert = validate(await read_json(request), runtime.settings, drill=_drill(request))
+            issued = await desk.issue(alert, token.name)
+    except Invalid as e:
+        await audit(request, token, "alert.issue", "-", "invalid")
+        raise ApiError(400, "invalid", "the alert has errors", e.fields) from None
+    except AlertRefused as e:
+        await audit(request, token, "alert.issue", "-", e.code)
+        raise ApiError(e.status, e.code, e.message) from None
+    return await _answer(request, token, "alert.issue", issued)
+
+
+async def _from_cap(request: web.Request, token: Token) -> Issued:
+    runtime = request.app[RUNTIME]
+    settings, desk = runtime.settings, runtime.alerts
+    raw = await request.read()
+    try:
+        message = cap.parse(raw, settings.ward, settings.cap_max_bytes)
+    except cap.CapError as e:
+        await audit(request, token, "alert.issue", "-", "invalid_cap")
+        raise ApiError(400, "invalid_cap", e.message, {e.element: e.message}) from None
+    drill = message.alert.get("drill", False) or _drill(request)
+    if message.msg_type == "Cancel":
+        target = await desk.find_cap(message)
+        words = {k: message.alert[k] for k in ("body",) if k in message.alert}
+        return await desk.cancel(target, token.name, words)
+    data = {k: v for k, v in message.alert.items() if k != "drill"}
+    if message.msg_type == "Update":
+        data["supersedes"] = await desk.find_cap(message)
+    try:
+        alert = validate(data, settings, drill=drill)
+    except Invalid as e:  # the CAP text breaks one of our limits: name the CAP element
+        raise Invalid({f"alert/info/{k}": v for k, v in e.fields.items()}) from None
+    return await desk.issue(alert, token.name, cap=message)
+
+
+async def _answer(request: web.Request, token: Token, action: str, issued: Issued) -> web.Response:
+    if not issued.replay:
+        await audit(request, token, action, issued.id, issued.status)
+        event(log, action, alert=issued.id, by=token.name, status=issued.status)
+    return json_response({"id": issued.id, "status": issued.status}, status=202)
+
+
+async def cancel_alert(request: web.Request) -> web.Response:
+    token = await require(request, "emergency")
+    alert_id = request.match_info["id"]
+    data: dict[str, Any] = {}
+    if request.can_read_body:
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid", "the body must be a JSON object")
+        unknown = set(body) - {"title", "body", "url", "translations"}
+        if unknown:
+            fields = dict.fromkeys(sorted(unknown), "not a field of an all-clear")
+            raise ApiError(400, "invalid", "the all-clear has errors", fields)
+        data = body
+    try:
+        issued = await request.app[RUNTIME].alerts.cancel(alert_id, token.name, data)
+    except Invalid as e:
+        raise ApiError(400, "invalid", "the all-clear has errors", e.fields) from None
+    except AlertRefused as e:
+        await audit(request, token, "alert.cancel", alert_id, e.code)
+        raise ApiError(e.status, e.code, e.message) from None
+    if issued.id == alert_id:  # withdrawn before approval: nothing went out
+        await audit(request, token, "alert.withdraw", alert_id, "cancelled")
+        return json_response({"id": alert_id, "status": "cancelled"})
+    await audit(request, token, "alert.cancel", alert_id, issued.status, all_clear=issued.id)
+    event(log, "alert.cancel", alert=alert_id, all_clear=issued.id, by=token.name)
+    return json_response({"id": issued.id, "status": issued.status, "cancels": alert_id}, 202)
+
+
+async def approve_alert(request: web.Request) -> web.Response:
+    token = await require(request, "emergency")
+    alert_id = request.match_info["id"]
+    try:
+        issued = await request.app[RUNTIME].alerts.approve(alert_id, token.name)
+    except AlertRefused as e:
+        await audit(request, token, "alert.approve", alert_id, e.code)
+        raise ApiError(e.status, e.code, e.message) from None
+    return await _answer(request, token, "alert.approve", issued)
+
+
+async def get_alert(request: web.Request) -> web.Response:
+    await require(request, "staff")
+    found = await request.app[RUNTIME].notices.get(request.match_info["id"])
+    if found is None or found["kind"] != "alert":
+        raise ApiError(404, "not_found", "no such alert")
+    return json_response(found)
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    await require(request, "staff")
+    items = await request.app[RUNTIME].notices.list(None, 1000)
+    return json_response({"alerts": [i for i in items if i["kind"] == "alert"][:100]})
+
+
+async def get_audit(request: web.Request) -> web.Response:
+    await require(request, "admin")
+    try:
+        count = int(request.query.get("count", "100"))
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 1000:
+        raise ApiError(400, "invalid", "bad count", {"count": "a whole number from 1 to 1000"})
+    before = request.query.get("before", "+")
+    if before != "+" and not re.fullmatch(r"\d{1,20}-\d{1,20}", before):
+        raise ApiError(400, "invalid", "bad before", {"before": "an entry id such as 1-0"})
+    entries = await request.app[RUNTIME].audit.recent(count, before)
+    return json_response({"audit": entries})
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/api/alerts", post_alert)
+    r.add_get("/api/alerts", list_alerts)
+    r.add_get("/api/alerts/{id}", get_alert)
+    r.add_post("/api/alerts/{id}/cancel", cancel_alert)
+    r.add_post("/api/alerts/{id}/approve", approve_alert)
+    r.add_get("/api/audit", get_audit)
