@@ -1,4 +1,4 @@
-"""LINE fan-out benchmark: one whole-ward notice posted through the API to N LINE
+"""LINE fan-out benchmark: one whole-ward alert posted through the API to N LINE
 subscribers, delivered by the service (its own processes) to a LINE-compatible server.
 
 The server is the tests' fake LINE (bench/fake_line_server.py), in a process of its own,
@@ -118,6 +118,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             NOTIFIER_LINE_RATE_LIMIT=str(args.rate),
             NOTIFIER_WORKER_CONCURRENCY=str(args.concurrency),
             NOTIFIER_OUTBOX_DIR=str(Path(args.tmp) / "outbox"),
+            NOTIFIER_PRINT_DIR=str(Path(args.tmp) / "print"),
         )
         settings = load_settings(redis_url=args.redis_url, redis_prefix=prefix)
         runtime = Runtime.open(settings)
@@ -156,11 +157,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         async with aiohttp.ClientSession() as session:
             await wait_ready(session, base + "/readyz")
             await asyncio.sleep(1.0)  # every worker is reading
-            ward = settings.ward
             notice = {
-                "title": "【訓練】避難情報のお知らせ",
+                "title": "避難情報のお知らせ",
                 "body": "区内全域に避難情報が出ました。最寄りの避難所を確認してください。" * 3,
-                "topics": ward.topic_codes,
+                "severity": "warning",
                 "areas": [],
                 "channels": ["line"],
                 "url": "https://www.city.nerima.tokyo.jp/bousai/",
@@ -173,13 +173,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             }
             headers = {"Authorization": f"Bearer {token}"}
             posted = time.time()
-            async with session.post(
-                base + "/api/announcements", json=notice, headers=headers
-            ) as response:
+            async with session.post(base + "/api/alerts", json=notice, headers=headers) as response:
                 notice_id = (await response.json())["id"]
             while True:
                 async with session.get(
-                    f"{base}/api/announcements/{notice_id}", headers=headers
+                    f"{base}/api/alerts/{notice_id}", headers=headers
                 ) as response:
                     found = await response.json()
                 if found["status"] in ("done", "failed"):

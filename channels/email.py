@@ -145,7 +145,9 @@ class EmailChannel(BaseChannel):
         assert self._pool is not None
         message = self.message(skeleton, batch, recipient, token)
         try:
-            errors = await self._pool.send(message, self.sender, recipient.address)
+            errors = await self._pool.send(
+                message, self.sender, recipient.address, urgent=batch.kind == "alert"
+            )
         except aiosmtplib.SMTPRecipientsRefused as e:
             (refusal,) = e.recipients
             return f"{refusal.code} {refusal.message}"

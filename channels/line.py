@@ -36,7 +36,7 @@ from channels.outbox import write_json
 from notifier.config import Settings
 from notifier.models import AnyNotice
 from notifier.ratelimit import RateLimiter
-from notifier.render import Templates
+from notifier.render import Templates, alert_marks, bracketed
 
 ALT_TEXT_LIMIT = 1500  # LINE counts UTF-16 code units
 BUBBLE_LIMIT = 30_000  # bytes of the bubble's JSON
@@ -69,7 +69,8 @@ def retry_key(notice_id: str, channel: str, number: int) -> str:
 def flex_message(templates: Templates, notice: AnyNotice, lang: str) -> dict[str, Any]:
     """The Flex bubble within LINE's limits: a body too long is cut, the link kept."""
     title, body = notice.title_in(lang), notice.body_in(lang)
-    alt_text = fit_text(f"{title}\n{body}", ALT_TEXT_LIMIT, "")
+    marks = bracketed(alert_marks(notice, lang), lang)  # the phone's notification shows it
+    alt_text = fit_text(f"{marks}{title}\n{body}", ALT_TEXT_LIMIT, "")
     more = "\n（続きはリンク先へ）" if notice.url and lang != "en" else ""
     more = "\n(More at the link below)" if notice.url and lang == "en" else more
 

@@ -80,6 +80,7 @@ class Settings(BaseSettings):
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "notifier:"
+    redis_max_connections: int = Field(256, ge=8)  # per process; a task waits for a free one
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
     public_url: str = "http://127.0.0.1:8080"

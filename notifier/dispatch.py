@@ -304,9 +304,14 @@ class Dispatcher:
         pipe.hset(k.notice(notice.id), mapping={"status": status, "updated": time.time()})
 
     async def _cut_all(self, notice: AnyNotice) -> int:
-        """Cut every audience set of the notice into batches; returns how many were cut."""
+        """Cut every audience set of the notice into batches; returns how many were cut.
+
+        Round by round over all the sets: first one batch of each (so every channel and
+        language starts at once), then twice as many each round, up to 16 a set — a big
+        LINE audience never keeps the email batches waiting behind it."""
         assert notice.id is not None
-        k, cut = self.keys, 0
+        k = self.keys
+        sets: list[tuple[list[str], list[str | int]]] = []
         for name in notice.channels:
             cls = channel_class(name)
             if cls.audience != "subscribers":
@@ -315,17 +320,18 @@ class Dispatcher:
             stream = k.delivery(name, lane(notice.kind))
             for lang in sorted(render_groups(cls, notice, self.settings.ward.language_codes)):
                 keys = [k.audience(notice.id, name, lang), stream, k.cut_counter(notice.id)]
-                args: list[str | int] = [notice.id, name, lang, notice.kind, size]
-                chunk = 1  # the first batch goes alone, to reach LINE soonest
-                while True:
-                    async with self.redis.pipeline(transaction=False) as pipe:
-                        for _ in range(chunk):
-                            await self._cut(keys=keys, args=args, client=pipe)
-                        moved = await pipe.execute()
-                    cut += sum(1 for m in moved if m)
-                    if not all(moved):
-                        break
-                    chunk = min(chunk * 2, 16)
+                sets.append((keys, [notice.id, name, lang, notice.kind, size]))
+        cut, chunk = 0, 1
+        while sets:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for keys, args in sets:
+                    for _ in range(chunk):
+                        await self._cut(keys=keys, args=args, client=pipe)
+                moved = await pipe.execute()
+            cut += sum(1 for m in moved if m)
+            rounds = [moved[i * chunk : (i + 1) * chunk] for i in range(len(sets))]
+            sets = [s for s, r in zip(sets, rounds, strict=True) if all(r)]
+            chunk = min(chunk * 2, 16)
         return cut
 
     def _batch_size(self, cls: type[BaseChannel]) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from notifier.alerts import AlertDesk
 from notifier.audit import AuditLog
@@ -32,13 +32,18 @@ class Runtime:
 
     @classmethod
     def open(cls, settings: Settings, metrics: Metrics | None = None) -> Runtime:
-        redis = Redis.from_url(
+        # a blocking pool: at a burst (every channel at full concurrency) a task waits for
+        # a free connection instead of failing with MaxConnectionsError
+        pool = BlockingConnectionPool.from_url(
             settings.redis_url,
+            max_connections=settings.redis_max_connections,
+            timeout=10,
             health_check_interval=30,
             socket_connect_timeout=5,
             protocol=2,  # the reply shapes the code is written for
             client_name=f"notifier@{settings.redis_prefix.rstrip(':')}",
         )
+        redis = Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
         keys = Keys(settings.redis_prefix)
         return cls(
             settings=settings,

@@ -242,12 +242,13 @@ class SubscriberStore:
         within: list[str] | None = None,
     ) -> list[Any]:
         """The audience arithmetic, inside Redis in one transaction on scratch keys:
-        channel ∩ (chosen areas ∪ whole ward) ∩ (chosen topics ∪ every topic), then ∩ the
-        languages of each output. An output with a target key is stored there (its size
-        returned); one without is returned as ids."""
+        channel ∩ (chosen areas ∪ whole ward) ∩ (chosen topics ∪ every topic) ∩ the
+        languages of each output, in one SINTER an output (Redis walks the smallest set
+        and looks the others up: no copy of the whole channel is made). An output with a
+        target key is stored there (its size returned); one without is returned as ids."""
         k = self.keys
         scratch = k.scratch(secrets.token_hex(8))
-        in_areas, in_topics, chosen = f"{scratch}:areas", f"{scratch}:topics", f"{scratch}:all"
+        in_areas, in_topics = f"{scratch}:areas", f"{scratch}:topics"
         only = f"{scratch}:within"
         sets = [k.by_channel(channel)]
         results: list[int] = []
@@ -263,19 +264,21 @@ class SubscriberStore:
             if topics is not None:
                 pipe.sunionstore(in_topics, [k.by_topic(t) for t in [*topics, ALL]])
                 sets.append(in_topics)
-            pipe.sinterstore(chosen, sets)
             for i, (languages, target) in enumerate(outputs):
-                in_languages = f"{scratch}:lang{i}"
-                pipe.sunionstore(in_languages, [k.by_language(lang) for lang in languages])
+                in_languages = k.by_language(languages[0])
+                if len(languages) > 1:
+                    in_languages = f"{scratch}:lang{i}"
+                    pipe.sunionstore(in_languages, [k.by_language(lang) for lang in languages])
                 results.append(len(pipe.command_stack))
                 if target is None:
-                    pipe.sinter([chosen, in_languages])
+                    pipe.sinter([*sets, in_languages])
                 else:
-                    pipe.sinterstore(target, [chosen, in_languages])
+                    pipe.sinterstore(target, [*sets, in_languages])
                     if ttl:
                         pipe.expire(target, ttl)
-                pipe.delete(in_languages)
-            pipe.delete(in_areas, in_topics, chosen, only)
+                if len(languages) > 1:
+                    pipe.delete(in_languages)
+            pipe.delete(in_areas, in_topics, only)
             replies = await pipe.execute()
         return [replies[i] for i in results]
 

@@ -130,12 +130,14 @@ class ChannelWorker:
         self._content: dict[str, dict[str, Any]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until ``stop`` is set, up to ``concurrency`` batches at a time.
+        """Deliver until ``stop`` is set, up to ``concurrency`` batches at a time in each
+        lane: urgent batches have slots of their own, so an alert starts at once even
+        while every routine slot is busy.
 
         A slot is refilled as soon as its batch is done; on stop, the batches in hand
         are finished; if the task is cancelled, they are cut off and stay pending.
         """
-        inflight: set[asyncio.Task[None]] = set()
+        inflight: dict[str, set[asyncio.Task[None]]] = {lane: set() for lane in LANES}
         ready = False
         next_reclaim = 0.0
         try:
@@ -154,14 +156,17 @@ class ChannelWorker:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(stop.wait(), timeout=min(pause, 1.0))
                         continue
-                    free = self.concurrency - len(inflight)
-                    if free <= 0:
-                        await asyncio.wait(inflight, timeout=0.5, return_when=FIRST_COMPLETED)
-                        continue
-                    for stream, entry_id, fields in await self.read(free):
+                    free = {lane: self.concurrency - len(inflight[lane]) for lane in LANES}
+                    work = await self.read(free["urgent"], free["normal"])
+                    for stream, entry_id, fields in work:
+                        lane = LANES[self.streams.index(stream)]
                         task = asyncio.create_task(self.handle(stream, entry_id, fields))
-                        inflight.add(task)
-                        task.add_done_callback(inflight.discard)
+                        inflight[lane].add(task)
+                        task.add_done_callback(inflight[lane].discard)
+                    busy = inflight["urgent"] | inflight["normal"]
+                    if not work and busy:  # wait for a slot, briefly: an alert is looked
+                        # for again within 50 ms
+                        await asyncio.wait(busy, timeout=0.05, return_when=FIRST_COMPLETED)
                 except RedisError as e:  # nothing is acknowledged, so nothing is lost
                     event(
                         log,
@@ -172,40 +177,35 @@ class ChannelWorker:
                     )
                     await asyncio.sleep(1.0)
         except asyncio.CancelledError:
-            for task in inflight:
-                task.cancel()
+            for tasks in inflight.values():
+                for task in tasks:
+                    task.cancel()
             raise
         finally:
-            if inflight:
-                await asyncio.gather(*inflight, return_exceptions=True)
+            left = inflight["urgent"] | inflight["normal"]
+            if left:
+                await asyncio.gather(*left, return_exceptions=True)
 
-    async def read(self, count: int) -> list[tuple[str, str, Fields]]:
-        """Up to ``count`` new entries, waiting up to half a second: the urgent lane's
-        if it has any, so an alert never shares a round with routine batches. In the
-        channel's quiet hours only the urgent lane is read: routine notices wait."""
-        urgent = await self._read({self.streams[0]: ">"}, count, block=None)
-        if urgent:
-            return urgent
-        streams = self.streams
-        if self.settings.quiet_until(self.channel.name, self.now()) is not None:
-            streams = streams[:1]
-        found = await self._read(dict.fromkeys(streams, ">"), count, block=500)
+    async def read(self, urgent: int, normal: int | None = None) -> list[tuple[str, str, Fields]]:
+        """New entries: up to ``urgent`` of the urgent lane's if it has any, so an alert
+        never shares a round with routine batches; else, with no urgent batch in hand,
+        up to ``normal`` of either lane, waiting up to half a second. While an alert is
+        being delivered, in the channel's quiet hours, or with no routine slot free, only
+        the urgent lane is read: routine batches wait on their stream."""
+        normal = urgent if normal is None else normal
+        if urgent > 0:
+            found = await self._read({self.streams[0]: ">"}, urgent, block=None)
+            if found:
+                return found
+        alerting = urgent < self.concurrency  # urgent batches in hand: they have the rate
+        quiet = self.settings.quiet_until(self.channel.name, self.now()) is not None
+        if normal <= 0 or alerting:
+            return []
+        if quiet:
+            return await self._read({self.streams[0]: ">"}, urgent, block=500)
+        found = await self._read(dict.fromkeys(self.streams, ">"), normal, block=500)
         order = {stream: i for i, stream in enumerate(self.streams)}
         return sorted(found, key=lambda item: order[item[0]])
-
-    async def _read(
-        self, streams: dict[str, str], count: int, block: int | None
-    ) -> list[tuple[str, str, Fields]]:
-        wanted = cast("dict[bytes | str | memoryview, int | bytes | str | memoryview]", streams)
-        replies = cast(
-            "StreamReply | None",
-            await self.redis.xreadgroup(GROUP, self.consumer, wanted, count=count, block=block),
-        )
-        return [
-            (as_text(stream), as_text(entry_id), fields)
-            for stream, entries in replies or []
-            for entry_id, fields in entries
-        ]
 
     async def step(self) -> None:
         """Read and deliver one round of entries, the urgent lane first."""
@@ -228,6 +228,20 @@ class ChannelWorker:
                 start = next_start.decode() if isinstance(next_start, bytes) else next_start
                 if start == "0-0" or not entries:
                     break
+
+    async def _read(
+        self, streams: dict[str, str], count: int, block: int | None
+    ) -> list[tuple[str, str, Fields]]:
+        wanted = cast("dict[bytes | str | memoryview, int | bytes | str | memoryview]", streams)
+        replies = cast(
+            "StreamReply | None",
+            await self.redis.xreadgroup(GROUP, self.consumer, wanted, count=count, block=block),
+        )
+        return [
+            (as_text(stream), as_text(entry_id), fields)
+            for stream, entries in replies or []
+            for entry_id, fields in entries
+        ]
 
     async def handle(self, stream: str, entry_id: str, fields: dict[bytes, bytes]) -> None:
         """Deliver one entry; on a fault it stays pending and is reclaimed later."""

@@ -89,7 +89,8 @@ async def test_an_alert_reaches_everyone_in_its_areas_on_every_channel_whatever_
     assert bubble["header"]["backgroundColor"] == "#b00020"  # the urgent style
     assert bubble["header"]["contents"][0]["text"].startswith("【緊急】練馬区 緊急情報")
     english = next(r for r in line_requests(settings, alert_id) if r["to"] == [WHOLE_WARD_EN])
-    assert english["messages"][0]["altText"].startswith("Evacuation order")
+    assert english["messages"][0]["altText"].startswith("[EMERGENCY] Evacuation order")
+    assert japanese["messages"][0]["altText"].startswith("【緊急】避難指示（緊急）\n")
     header = english["messages"][0]["contents"]["header"]["contents"][0]["text"]
     assert header.startswith("[EMERGENCY] Nerima City emergency information")
 
@@ -162,7 +163,7 @@ async def test_update_and_all_clear_reach_the_same_audience_and_follow_the_alert
     assert result["notice"]["type"] == "update" and result["references"] == first["id"]
     assert line_users(settings, second["id"]) == {NERIMA_GARBAGE, OIZUMI, WHOLE_WARD_EN}
     (request,) = [r for r in line_requests(settings, second["id"]) if r["to"] != [WHOLE_WARD_EN]]
-    assert request["messages"][0]["altText"].startswith("避難指示")
+    assert request["messages"][0]["altText"].startswith("【緊急】【更新】避難指示")
     header = request["messages"][0]["contents"]["header"]["contents"][0]["text"]
     assert header.startswith("【緊急】【更新】")
 
