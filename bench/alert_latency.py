@@ -8,10 +8,10 @@ sink (both in this process), print writing its flyers. Subscribers: --line on LI
 --email by email, everyone in the whole ward. The alert is a whole-ward evacuation order.
 
 1. nothing queued: POST the alert, time each channel's first request.
-2. backlog: POST a routine announcement to every subscriber; as soon as it is being
-   dispatched (its --line recipients queued on LINE's stream), POST the alert.
+2. backlog: POST a routine announcement to every subscriber; once --backlog of its LINE
+   recipients are queued and not yet sent, POST the alert.
 
-    .venv/bin/python bench/alert_latency.py                  # 200,000 LINE, 2,000 email
+    .venv/bin/python bench/alert_latency.py     # 400,000 LINE, 2,000 email; 200,000 queued
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from fanout import TOKEN, free_port, wait_ready  # noqa: E402
+from fanout import SECRET, TOKEN, free_port, wait_ready  # noqa: E402
 from outbox import drop_keys, load  # noqa: E402
 
 from notifier.config import load_settings  # noqa: E402
@@ -42,7 +42,6 @@ from tests.conftest import X_CREDENTIALS  # noqa: E402
 from tests.fake_x import FakeX  # noqa: E402
 from tests.smtp_sink import SmtpSink  # noqa: E402
 
-SECRET = "bench-secret-key-bench-secret-key"
 CHANNELS = ("line", "x", "email", "print")
 
 
@@ -207,10 +206,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             }
             routine_id, _, _ = await post(session, base + "/api/announcements", desk, routine)
             auth = {"Authorization": f"Bearer {desk}"}
-            while True:  # its batches are being queued: the backlog is there
+            while True:  # wait until --backlog of its recipients are queued, not yet sent
                 async with session.get(f"{base}/api/announcements/{routine_id}", headers=auth) as r:
                     found = await r.json()
-                if found["status"] == "dispatching":
+                line = found["progress"]["line"]
+                if line["pending"] >= args.backlog or line["recipients"] == args.line:
                     break
                 await asyncio.sleep(0.005)
             progress = found["progress"]
@@ -247,7 +247,8 @@ def seconds(value: float | None) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--line", type=int, default=200_000, help="LINE subscribers")
+    p.add_argument("--line", type=int, default=400_000, help="LINE subscribers")
+    p.add_argument("--backlog", type=int, default=200_000, help="routine LINE recipients queued")
     p.add_argument("--email", type=int, default=2_000, help="email subscribers")
     p.add_argument("--rate", type=float, default=2000.0, help="the fake's multicast limit /s")
     p.add_argument("--concurrency", type=int, default=32, help="batches in flight per worker")

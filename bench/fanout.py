@@ -44,6 +44,7 @@ from notifier.config import load_settings  # noqa: E402
 from notifier.runtime import Runtime  # noqa: E402
 
 TOKEN = "bench-token"
+SECRET = "bench-secret-key-bench-secret-key"  # subscribers are sealed with it, as when live
 
 
 def free_port() -> int:
@@ -112,6 +113,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             NOTIFIER_REDIS_URL=args.redis_url,
             NOTIFIER_REDIS_PREFIX=prefix,
             NOTIFIER_HTTP_PORT=str(port),
+            NOTIFIER_SECRET_KEY=SECRET,
             NOTIFIER_LINE_CHANNEL_ACCESS_TOKEN=TOKEN,
             NOTIFIER_LINE_CHANNEL_SECRET="bench-secret",
             NOTIFIER_LINE_API_URL=where["url"],
@@ -120,7 +122,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             NOTIFIER_OUTBOX_DIR=str(Path(args.tmp) / "outbox"),
             NOTIFIER_PRINT_DIR=str(Path(args.tmp) / "print"),
         )
-        settings = load_settings(redis_url=args.redis_url, redis_prefix=prefix)
+        settings = load_settings(redis_url=args.redis_url, redis_prefix=prefix, secret_key=SECRET)
         runtime = Runtime.open(settings)
         started = time.perf_counter()
         await load(runtime, "line", args.subscribers)

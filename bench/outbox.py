@@ -56,6 +56,7 @@ OWNED_ENV = (
     "NOTIFIER_REDIS_PREFIX",
     "NOTIFIER_OUTBOX_DIR",
     "NOTIFIER_PRINT_DIR",
+    "NOTIFIER_QUIET_HOURS",
 )
 
 
@@ -328,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         outbox_dir=tmp / "outbox",
         print_dir=tmp / "print",
         http_port=0,
+        quiet_hours=None,  # a benchmark at night still delivers
     )
     assert settings.redis_prefix == prefix and settings.outbox_dir == tmp / "outbox"
     report.figures |= {"subscribers": args.subscribers, "channels": args.channel_names}

@@ -132,6 +132,31 @@ def messaging_api(
     return client, api
 
 
+class Multicast(MulticastRequest):  # type: ignore[misc]  # the SDK is untyped
+    """line-bot-sdk's multicast request, whose ``to_dict`` (what the SDK serialises)
+    reuses each message's JSON: the SDK's own walks the Flex tree and every user id
+    through pydantic on each request, two thirds of its CPU time per multicast."""
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"to": list(self.to), "messages": [_json(m) for m in self.messages]}
+        if self.notification_disabled is not None:
+            body["notificationDisabled"] = self.notification_disabled
+        return body
+
+
+_MESSAGE_JSON: dict[int, tuple[Message, dict[str, Any]]] = {}
+
+
+def _json(message: Message) -> dict[str, Any]:
+    """``message.to_dict()``, computed once for each message model in use."""
+    cached = _MESSAGE_JSON.get(id(message))
+    if cached is None or cached[0] is not message:  # an id can be reused once freed
+        if len(_MESSAGE_JSON) >= 256:
+            _MESSAGE_JSON.clear()
+        cached = _MESSAGE_JSON[id(message)] = (message, message.to_dict())
+    return cached[1]
+
+
 class LineChannel(BaseChannel):
     name: ClassVar[str] = "line"
     audience = "subscribers"
@@ -168,7 +193,7 @@ class LineChannel(BaseChannel):
             raise PermanentError("a multicast needs at least one user id")
         if self._api is None:
             return await self._to_outbox(batch)
-        request = MulticastRequest.construct(
+        request = Multicast.construct(
             to=[r.address for r in batch.recipients],
             messages=self._messages(batch),
             notification_disabled=False,

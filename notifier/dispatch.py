@@ -17,7 +17,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -27,6 +27,7 @@ from redis.exceptions import RedisError, WatchError
 
 from channels import BaseChannel, channel_class
 from notifier.config import Settings
+from notifier.cutting import Cutter, Share, plan
 from notifier.keys import LANES, Keys
 from notifier.logs import event
 from notifier.metrics import Metrics
@@ -50,32 +51,15 @@ FINISHED = (b"cancelled", b"done", b"failed")  # nothing for the dispatcher to d
 ID_NAMESPACE = uuid.UUID("6f1d3a52-4d0e-4a55-9d3c-2f7a0c0b7e11")
 
 
-AUDIENCE_TTL = 7 * 24 * 3600  # an audience set outlives any plausible pause of its channel
-
-# KEYS: audience set, delivery stream, batch counter.
-# ARGV: notice id, channel, language, kind, batch size
-_CUT = """
-local ids = redis.call('SPOP', KEYS[1], ARGV[5])
-if #ids == 0 then return 0 end
-table.sort(ids)
-local n = redis.call('HINCRBY', KEYS[3], ARGV[2], 1) - 1
-local data = '{"notice":' .. cjson.encode(ARGV[1]) .. ',"kind":' .. cjson.encode(ARGV[4])
-  .. ',"channel":' .. cjson.encode(ARGV[2]) .. ',"lang":' .. cjson.encode(ARGV[3])
-  .. ',"n":' .. n .. ',"recipients":' .. cjson.encode(ids) .. ',"areas":[],"size":' .. #ids
-  .. ',"attempt":1}'
-redis.call('XADD', KEYS[2], '*', 'data', data)
-return #ids
-"""
-
-
 @dataclass
 class Prepared:
     """One channel's share of a notice, before anything is written about it."""
 
     channel: str
     rendered: dict[str, dict[str, Any]]  # language → content
-    recipients: int = 0
+    recipients: int = 0  # of X and print; a subscriber channel counts as it is cut
     single: dict[str, Any] | None = None  # the one batch of X or print
+    shares: list[Share] = field(default_factory=list)  # of a subscriber channel
 
 
 def render_groups(
@@ -111,7 +95,7 @@ class Dispatcher:
         self.subscribers = subscribers
         self.metrics = metrics
         self.consumer = consumer_name()
-        self._cut = redis.register_script(_CUT)
+        self.cutter = Cutter(redis, keys)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Read both intake streams at once: an alert never waits while a routine
@@ -223,7 +207,8 @@ class Dispatcher:
             await self._ack_only(entry, notice.id, as_text(record[b"status"]))
             return
         if record.get(b"status") == b"dispatching":  # a dispatcher died while cutting
-            await self._cut_all(notice)
+            shares = await self.cutter.shares(notice.id)
+            await self.cutter.cut_all(notice.id, notice.kind, shares)
             await self._ack_only(entry, notice.id, "dispatching")
             return
         now = datetime.now(UTC)
@@ -251,14 +236,9 @@ class Dispatcher:
                 return
             self._queue(pipe, notice, prepared)
             await pipe.execute()
-        event(
-            log,
-            "notice.dispatching",
-            notice=notice.id,
-            kind=notice.kind,
-            recipients={p.channel: p.recipients for p in prepared},
-        )
-        batches = await self._cut_all(notice)
+        event(log, "notice.dispatching", notice=notice.id, kind=notice.kind)
+        shares = [share for p in prepared for share in p.shares]
+        batches = await self.cutter.cut_all(notice.id, notice.kind, shares)
         await self._ack_only(entry, notice.id, "dispatched")
         event(log, "notice.dispatched", notice=notice.id, batches=batches)
 
@@ -289,50 +269,29 @@ class Dispatcher:
         for p in prepared:
             for lang, content in p.rendered.items():
                 pipe.hset(k.rendered(notice.id), f"{p.channel}:{lang}", json.dumps(content))
-            pipe.hset(
-                k.progress(notice.id),
-                mapping={
-                    f"{p.channel}:recipients": p.recipients,
-                    f"{p.channel}:sent": 0,
-                    f"{p.channel}:failed": 0,
-                    f"{p.channel}:pending": p.recipients,
-                },
-            )
+            progress = {
+                f"{p.channel}:recipients": p.recipients,
+                f"{p.channel}:sent": 0,
+                f"{p.channel}:failed": 0,
+                f"{p.channel}:pending": p.recipients,
+            }
+            if p.shares:
+                progress[f"{p.channel}:cutting"] = 1  # not done before every batch is cut
+                self.cutter.record(pipe, notice.id, p.shares)
+            pipe.hset(k.progress(notice.id), mapping=progress)
             if p.single is not None:
                 pipe.xadd(k.delivery(p.channel, lane(notice.kind)), {"data": json.dumps(p.single)})
-        status = "dispatching" if sum(p.recipients for p in prepared) else "done"
-        pipe.hset(k.notice(notice.id), mapping={"status": status, "updated": time.time()})
-
-    async def _cut_all(self, notice: AnyNotice) -> int:
-        """Cut every audience set of the notice into batches; returns how many were cut.
-
-        Round by round over all the sets: first one batch of each (so every channel and
-        language starts at once), then twice as many each round, up to 16 a set — a big
-        LINE audience never keeps the email batches waiting behind it."""
-        assert notice.id is not None
-        k = self.keys
-        sets: list[tuple[list[str], list[str | int]]] = []
-        for name in notice.channels:
-            cls = channel_class(name)
-            if cls.audience != "subscribers":
-                continue
-            size = self._batch_size(cls)
-            stream = k.delivery(name, lane(notice.kind))
-            for lang in sorted(render_groups(cls, notice, self.settings.ward.language_codes)):
-                keys = [k.audience(notice.id, name, lang), stream, k.cut_counter(notice.id)]
-                sets.append((keys, [notice.id, name, lang, notice.kind, size]))
-        cut, chunk = 0, 1
-        while sets:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for keys, args in sets:
-                    for _ in range(chunk):
-                        await self._cut(keys=keys, args=args, client=pipe)
-                moved = await pipe.execute()
-            cut += sum(1 for m in moved if m)
-            rounds = [moved[i * chunk : (i + 1) * chunk] for i in range(len(sets))]
-            sets = [s for s, r in zip(sets, rounds, strict=True) if all(r)]
-            chunk = min(chunk * 2, 16)
-        return cut
+        if isinstance(notice, Alert) and notice.drill:
+            drill = k.drill_audience(notice.id)
+            pipe.delete(drill)
+            if self.settings.alert_test_audience:
+                pipe.sadd(drill, *self.settings.alert_test_audience)
+            pipe.expire(drill, 7 * 24 * 3600)
+        waiting = any(p.recipients or p.shares for p in prepared)
+        pipe.hset(
+            k.notice(notice.id),
+            mapping={"status": "dispatching" if waiting else "done", "updated": time.time()},
+        )
 
     def _batch_size(self, cls: type[BaseChannel]) -> int:
         sizes = {"line": self.settings.line_batch_size, "email": self.settings.email_batch_size}
@@ -358,16 +317,18 @@ class Dispatcher:
                 every_topic = set(notice.topics) >= set(self.settings.ward.topic_codes)
                 # alerts ignore topic choices; a notice on every topic needs no topic filter
                 topics = None if isinstance(notice, Alert) or every_topic else notice.topics
-                targets = {self.keys.audience(notice.id, name, g): w for g, w in groups.items()}
-                counts = await self.subscribers.audience_into(
+                p.shares = await plan(
+                    self.redis,
+                    self.keys,
+                    notice.id,
                     name,
+                    groups,
                     notice.areas,
                     topics,
-                    targets,
-                    ttl=AUDIENCE_TTL,
-                    within=self.settings.alert_test_audience if drill else None,
+                    self.keys.drill_audience(notice.id) if drill else None,
+                    self.keys.delivery(name, lane(notice.kind)),
+                    self._batch_size(cls),
                 )
-                p.recipients = sum(counts.values())
             elif drill and cls.audience == "public":
                 pass  # a drill is never posted for everyone to see
             else:

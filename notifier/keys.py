@@ -76,6 +76,10 @@ class Keys:
         """The ids still to be cut into batches for (notice, channel, language)."""
         return f"{self.prefix}aud:{notice_id}:{channel}:{lang}"
 
+    def drill_audience(self, notice_id: str) -> str:
+        """The test audience a drill may reach (while it is being cut)."""
+        return f"{self.prefix}aud:{notice_id}:drill"
+
     def cut_counter(self, notice_id: str) -> str:
         return f"{self.prefix}cut:{notice_id}"
 

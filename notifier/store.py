@@ -159,6 +159,8 @@ class NoticeStore:
         }
         for field, value in progress.items():
             channel, _, counter = field.decode().partition(":")
+            if counter == "cutting":  # its audience is still being cut into batches
+                continue
             channels.setdefault(channel, {"recipients": 0, "sent": 0, "failed": 0, "pending": 0})
             channels[channel][counter] = int(value)
         view: dict[str, Any] = {

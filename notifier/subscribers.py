@@ -11,7 +11,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -93,11 +93,11 @@ class SubscriberStore:
         ids = list(ids)
         if not ids:
             return {}
-        contacts = await self.redis.hmget(self.keys.contacts, ids)
+        contacts = cast("list[bytes | None]", await self.redis.hmget(self.keys.contacts, ids))
+        found = [(sid, c) for sid, c in zip(ids, contacts, strict=True) if c is not None]
+        opened = self.sealer.open_many([c for _, c in found])
         return {
-            sid: unpack_contact(self.sealer.open(as_text(contact)))
-            for sid, contact in zip(ids, contacts, strict=True)
-            if contact is not None
+            sid: unpack_contact(contact) for (sid, _), contact in zip(found, opened, strict=True)
         }
 
     async def save(self, subscribers: list[Subscriber]) -> list[tuple[str, bool]]:
@@ -203,84 +203,33 @@ class SubscriberStore:
 
     async def audience(self, channel: str, areas: list[str], topics: list[str] | None) -> Audience:
         """Who on ``channel`` gets a notice for ``areas`` ([] = whole ward) and ``topics``
-        (None = regardless of topic choices), by language."""
-        languages = self.settings.ward.language_codes
-        replies = await self._select(channel, areas, topics, [([lang], None) for lang in languages])
-        return Audience(
-            {
-                lang: {as_text(m) for m in members}
-                for lang, members in zip(languages, replies, strict=True)
-                if members
-            }
-        )
-
-    async def audience_into(
-        self,
-        channel: str,
-        areas: list[str],
-        topics: list[str] | None,
-        groups: dict[str, list[str]],
-        ttl: int,
-        within: list[str] | None = None,
-    ) -> dict[str, int]:
-        """Store the audience in sets, one per group of languages (target key → languages),
-        without its ids ever leaving Redis; returns each set's size. ``within``: only
-        these subscriber ids (a drill's test audience)."""
-        targets = list(groups)
-        counts = await self._select(
-            channel, areas, topics, [(groups[t], t) for t in targets], ttl=ttl, within=within
-        )
-        return {target: int(n) for target, n in zip(targets, counts, strict=True)}
-
-    async def _select(
-        self,
-        channel: str,
-        areas: list[str],
-        topics: list[str] | None,
-        outputs: list[tuple[list[str], str | None]],
-        ttl: int = 0,
-        within: list[str] | None = None,
-    ) -> list[Any]:
-        """The audience arithmetic, inside Redis in one transaction on scratch keys:
-        channel ∩ (chosen areas ∪ whole ward) ∩ (chosen topics ∪ every topic) ∩ the
-        languages of each output, in one SINTER an output (Redis walks the smallest set
-        and looks the others up: no copy of the whole channel is made). An output with a
-        target key is stored there (its size returned); one without is returned as ids."""
+        (None = regardless of topic choices), by language: channel ∩ (chosen areas ∪ whole
+        ward) ∩ (chosen topics ∪ every topic) ∩ language, inside Redis in one transaction.
+        (The dispatcher cuts the same arithmetic into batches as it goes: notifier/cutting.py.)"""
         k = self.keys
+        languages = self.settings.ward.language_codes
         scratch = k.scratch(secrets.token_hex(8))
         in_areas, in_topics = f"{scratch}:areas", f"{scratch}:topics"
-        only = f"{scratch}:within"
         sets = [k.by_channel(channel)]
-        results: list[int] = []
         async with self.redis.pipeline(transaction=True) as pipe:
-            if within is not None:
-                pipe.delete(only)
-                if within:
-                    pipe.sadd(only, *within)
-                sets.append(only)
             if areas:
                 pipe.sunionstore(in_areas, [k.by_area(a) for a in [*areas, ALL]])
                 sets.append(in_areas)
             if topics is not None:
                 pipe.sunionstore(in_topics, [k.by_topic(t) for t in [*topics, ALL]])
                 sets.append(in_topics)
-            for i, (languages, target) in enumerate(outputs):
-                in_languages = k.by_language(languages[0])
-                if len(languages) > 1:
-                    in_languages = f"{scratch}:lang{i}"
-                    pipe.sunionstore(in_languages, [k.by_language(lang) for lang in languages])
-                results.append(len(pipe.command_stack))
-                if target is None:
-                    pipe.sinter([*sets, in_languages])
-                else:
-                    pipe.sinterstore(target, [*sets, in_languages])
-                    if ttl:
-                        pipe.expire(target, ttl)
-                if len(languages) > 1:
-                    pipe.delete(in_languages)
-            pipe.delete(in_areas, in_topics, only)
+            for lang in languages:
+                pipe.sinter([*sets, k.by_language(lang)])
+            pipe.delete(in_areas, in_topics)
             replies = await pipe.execute()
-        return [replies[i] for i in results]
+        members = replies[len(sets) - 1 : len(sets) - 1 + len(languages)]
+        return Audience(
+            {
+                lang: {as_text(m) for m in found}
+                for lang, found in zip(languages, members, strict=True)
+                if found
+            }
+        )
 
     async def counts(self) -> dict[str, int]:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from channels import Channel
 from channels.base import Batch, Outcome, Paused, PermanentError, Recipient, RetryableError
 from notifier.config import Settings
+from notifier.cutting import settle
 from notifier.keys import LANES, Keys
 from notifier.logs import event
 from notifier.streams import Fields, StreamReply, as_text, consumer_name, ensure_group
@@ -37,7 +38,8 @@ GROUP = "deliver"
 # KEYS: done set, progress, notice, stream, stats, failures, batch log, breaker
 # ARGV: batch number, channel, sent, failed, size, group, entry id, now, batch log json,
 #       failure json...
-_RECORD = """
+_RECORD = (
+    """
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then
   redis.call('XACK', KEYS[4], ARGV[6], ARGV[7])
   redis.call('XDEL', KEYS[4], ARGV[7])
@@ -55,21 +57,12 @@ for i = 10, #ARGV do redis.call('RPUSH', KEYS[6], ARGV[i]) end
 if #ARGV >= 10 then redis.call('LTRIM', KEYS[6], -1000, -1) end
 redis.call('XACK', KEYS[4], ARGV[6], ARGV[7])
 redis.call('XDEL', KEYS[4], ARGV[7])
-local fields = redis.call('HGETALL', KEYS[2])
-local pending, sent, failed = 0, 0, 0
-for i = 1, #fields, 2 do
-  local name, value = fields[i], tonumber(fields[i + 1])
-  if name:sub(-8) == ':pending' then pending = pending + value
-  elseif name:sub(-5) == ':sent' then sent = sent + value
-  elseif name:sub(-7) == ':failed' then failed = failed + value end
-end
-if pending <= 0 and redis.call('HGET', KEYS[3], 'status') == 'dispatching' then
-  local status = 'done'
-  if sent == 0 and failed > 0 then status = 'failed' end
-  redis.call('HSET', KEYS[3], 'status', status, 'updated', ARGV[8])
-end
+"""
+    + settle("KEYS[2]", "KEYS[3]", "ARGV[8]")
+    + """
 return 1
 """
+)
 
 # KEYS: breaker.  ARGV: seconds to remember a failure.  Returns failures in a row.
 _FAILED = """

@@ -94,3 +94,22 @@ def test_retry_keys_are_stable_per_batch_and_distinct_across_batches() -> None:
     keys = {retry_key(n, "line", b) for n in ("n1", "n2") for b in range(100)}
     assert len(keys) == 200
     assert str(uuid.UUID(retry_key("n1", "line", 0))) == retry_key("n1", "line", 0)
+
+
+def test_the_multicast_body_is_exactly_what_the_sdk_itself_would_send(settings: Settings) -> None:
+    """The request reuses each message's JSON; the body must not differ by a byte."""
+    from linebot.v3.messaging import Message, MulticastRequest
+
+    from channels.line import Multicast, flex_message
+
+    message = Message.from_dict(
+        flex_message(Templates(settings), notice(settings, url="https://example.jp/"), "ja")
+    )
+    users = [f"U{i:032x}" for i in range(3)]
+    ours = Multicast.construct(to=users, messages=[message], notification_disabled=False)
+    theirs = MulticastRequest(to=users, messages=[message], notificationDisabled=False)
+    assert ours.to_dict() == theirs.to_dict()
+    assert ours.to_dict() == Multicast.construct(to=users, messages=[message]).to_dict() | {
+        "notificationDisabled": False
+    }
+    assert errors(ours.to_dict(), "MulticastRequest") == []

@@ -20,6 +20,17 @@ def test_sealed_text_opens_only_with_its_key() -> None:
         Sealer(None).open(sealed)
 
 
+def test_opening_many_is_opening_each() -> None:
+    sealer = Sealer(SecretStr("one key"))
+    texts = ["U" + "a" * 32, "hanako@example.jp", "練馬区豊玉北6-12-1\x1f練馬花子", ""]
+    stored = [sealer.seal(t).encode() for t in texts] + [Sealer(None).seal("plain").encode()]
+    assert sealer.open_many(stored) == [*texts, "plain"]
+    with pytest.raises(ValueError, match="another NOTIFIER_SECRET_KEY"):
+        Sealer(SecretStr("another key")).open_many(stored[:1])
+    with pytest.raises(ValueError, match="does not have"):
+        Sealer(None).open_many(stored[:1])
+
+
 async def test_no_address_or_name_is_stored_in_clear(runtime: Runtime) -> None:
     store = runtime.subscribers
     people = [

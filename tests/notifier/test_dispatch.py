@@ -130,7 +130,7 @@ async def test_a_dispatcher_that_dies_while_cutting_is_taken_over_without_loss_o
 ) -> None:
     _, raw, entry = await line_notice_for(runtime, 1203)
     first = dispatcher(runtime)
-    real_cut = first._cut
+    real_cut = first.cutter._cut
     calls = 0
 
     async def dies_after_one(*args: Any, **kwargs: Any) -> Any:
@@ -140,7 +140,7 @@ async def test_a_dispatcher_that_dies_while_cutting_is_taken_over_without_loss_o
             raise RedisConnectionError("Redis went away mid-cut")
         return await real_cut(*args, **kwargs)
 
-    monkeypatch.setattr(first, "_cut", dies_after_one)
+    monkeypatch.setattr(first.cutter, "_cut", dies_after_one)
     with pytest.raises(RedisConnectionError):
         await first.handle(entry, {b"notice": raw.encode()})
     stream = runtime.keys.delivery("line", "normal")
