@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import sys
 import time
 import uuid
@@ -33,7 +32,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from fanout import SECRET, TOKEN, free_port, wait_ready  # noqa: E402
+from fanout import (  # noqa: E402
+    SECRET,
+    free_port,
+    service_env,
+    start_fake_line,
+    stop_all,
+    wait_ready,
+)
 from outbox import drop_keys, load  # noqa: E402
 
 from notifier.config import load_settings  # noqa: E402
@@ -89,7 +95,7 @@ class Watch:
                 if mails:
                     found["email"] = mails[0].at - mono
             if "print" in found and found["print"] is None:
-                flyers = list((self.print_dir / "alerts").glob(f"{alert_id}-*.html"))
+                flyers = list((self.print_dir / "alerts").glob(f"{alert_id}-*.pdf"))
                 if flyers:
                     found["print"] = min(f.stat().st_mtime for f in flyers) - wall
             await asyncio.sleep(0.005)
@@ -133,15 +139,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     prefix = f"bench:{uuid.uuid4().hex[:12]}:"
     tmp = Path(args.tmp) / prefix.replace(":", "-")
     figures: dict[str, Any] = {"line_subscribers": args.line, "email_subscribers": args.email}
-    fake_line = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "bench" / "fake_line_server.py"),
-        "--rate",
-        str(args.rate),
-        "--token",
-        TOKEN,
-        stdout=asyncio.subprocess.PIPE,
-    )
+    fake_line, where = await start_fake_line(args.rate)
     processes = [fake_line]
     fake_x = FakeX()
     await fake_x.start()
@@ -149,29 +147,20 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     sink.start()
     runtime = None
     try:
-        assert fake_line.stdout is not None
-        where = json.loads(await asyncio.wait_for(fake_line.stdout.readline(), 30))
         port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-        env.update(
-            NOTIFIER_REDIS_URL=args.redis_url,
-            NOTIFIER_REDIS_PREFIX=prefix,
-            NOTIFIER_HTTP_PORT=str(port),
-            NOTIFIER_SECRET_KEY=SECRET,
+        args.tmp = str(tmp)
+        env = service_env(
+            args,
+            prefix,
+            port,
+            where["url"],
             NOTIFIER_QUIET_HOURS="off",
-            NOTIFIER_LINE_CHANNEL_ACCESS_TOKEN=TOKEN,
-            NOTIFIER_LINE_CHANNEL_SECRET="bench-secret",
-            NOTIFIER_LINE_API_URL=where["url"],
-            NOTIFIER_LINE_RATE_LIMIT=str(args.rate),
             NOTIFIER_X_API_URL=fake_x.url,
             NOTIFIER_X_DAILY_LIMIT="1000",
             NOTIFIER_SMTP_HOST="127.0.0.1",
             NOTIFIER_SMTP_PORT=str(sink.port),
             NOTIFIER_SMTP_STARTTLS="false",
             NOTIFIER_MAIL_FROM="bousai@city.nerima.example.jp",
-            NOTIFIER_WORKER_CONCURRENCY=str(args.concurrency),
-            NOTIFIER_OUTBOX_DIR=str(tmp / "outbox"),
-            NOTIFIER_PRINT_DIR=str(tmp / "print"),
             **{f"NOTIFIER_{k.upper()}": v for k, v in X_CREDENTIALS.items()},
         )
         settings = load_settings(redis_url=args.redis_url, redis_prefix=prefix, secret_key=SECRET)
@@ -226,14 +215,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             await until_done(session, f"{base}/api/announcements/{routine_id}", desk, args.timeout)
         return figures
     finally:
-        for process in processes:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                await asyncio.wait_for(process.wait(), 30)
-            except TimeoutError:
-                process.kill()
+        await stop_all(processes)
         await fake_x.stop()
         sink.stop()
         if runtime is not None:

@@ -91,37 +91,64 @@ async def naive(fake_url: str, users: list[str]) -> float:
     return elapsed
 
 
-async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    prefix = f"bench:{uuid.uuid4().hex[:12]}:"
-    figures: dict[str, Any] = {"subscribers": args.subscribers, "rate_limit": args.rate}
+async def start_fake_line(rate: float) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
+    """The fake LINE server in its own process, and where it serves (url, stats)."""
     fake = await asyncio.create_subprocess_exec(
         sys.executable,
         str(ROOT / "bench" / "fake_line_server.py"),
         "--rate",
-        str(args.rate),
+        str(rate),
         "--token",
         TOKEN,
         stdout=asyncio.subprocess.PIPE,
     )
+    assert fake.stdout is not None
+    where: dict[str, str] = json.loads(await asyncio.wait_for(fake.stdout.readline(), 30))
+    return fake, where
+
+
+def service_env(
+    args: argparse.Namespace, prefix: str, port: int, line_url: str, **extra: str
+) -> dict[str, str]:
+    """The environment of the service's processes: LINE live against the fake."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+    env.update(
+        NOTIFIER_REDIS_URL=args.redis_url,
+        NOTIFIER_REDIS_PREFIX=prefix,
+        NOTIFIER_HTTP_PORT=str(port),
+        NOTIFIER_SECRET_KEY=SECRET,
+        NOTIFIER_LINE_CHANNEL_ACCESS_TOKEN=TOKEN,
+        NOTIFIER_LINE_CHANNEL_SECRET="bench-secret",
+        NOTIFIER_LINE_API_URL=line_url,
+        NOTIFIER_LINE_RATE_LIMIT=str(args.rate),
+        NOTIFIER_WORKER_CONCURRENCY=str(args.concurrency),
+        NOTIFIER_OUTBOX_DIR=str(Path(args.tmp) / "outbox"),
+        NOTIFIER_PRINT_DIR=str(Path(args.tmp) / "print"),
+        **extra,
+    )
+    return env
+
+
+async def stop_all(processes: list[asyncio.subprocess.Process]) -> None:
+    """SIGTERM each process, wait up to 30 s for it, then kill it."""
+    for process in processes:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            await asyncio.wait_for(process.wait(), 30)
+        except TimeoutError:
+            process.kill()
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    prefix = f"bench:{uuid.uuid4().hex[:12]}:"
+    figures: dict[str, Any] = {"subscribers": args.subscribers, "rate_limit": args.rate}
+    fake, where = await start_fake_line(args.rate)
     processes: list[asyncio.subprocess.Process] = [fake]
     try:
-        assert fake.stdout is not None
-        where = json.loads(await asyncio.wait_for(fake.stdout.readline(), 30))
         port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-        env.update(
-            NOTIFIER_REDIS_URL=args.redis_url,
-            NOTIFIER_REDIS_PREFIX=prefix,
-            NOTIFIER_HTTP_PORT=str(port),
-            NOTIFIER_SECRET_KEY=SECRET,
-            NOTIFIER_LINE_CHANNEL_ACCESS_TOKEN=TOKEN,
-            NOTIFIER_LINE_CHANNEL_SECRET="bench-secret",
-            NOTIFIER_LINE_API_URL=where["url"],
-            NOTIFIER_LINE_RATE_LIMIT=str(args.rate),
-            NOTIFIER_WORKER_CONCURRENCY=str(args.concurrency),
-            NOTIFIER_OUTBOX_DIR=str(Path(args.tmp) / "outbox"),
-            NOTIFIER_PRINT_DIR=str(Path(args.tmp) / "print"),
-        )
+        env = service_env(args, prefix, port, where["url"])
         settings = load_settings(redis_url=args.redis_url, redis_prefix=prefix, secret_key=SECRET)
         runtime = Runtime.open(settings)
         started = time.perf_counter()
@@ -217,14 +244,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         await runtime.close()
         return figures
     finally:
-        for process in processes:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                await asyncio.wait_for(process.wait(), 30)
-            except TimeoutError:
-                process.kill()
+        await stop_all(processes)
         print(f"cleanup: deleted {drop_keys(args.redis_url, prefix)} key(s)", file=sys.stderr)
 
 

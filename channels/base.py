@@ -123,6 +123,8 @@ class Channel(Protocol):
 
     async def send(self, batch: Batch) -> Outcome: ...
 
+    async def warm(self) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -181,6 +183,10 @@ class BaseChannel:
 
     async def _send(self, batch: Batch) -> Outcome:
         raise NotImplementedError
+
+    async def warm(self) -> None:
+        """Get ready before the first batch (start a process, open a connection)."""
+        return None
 
     async def close(self) -> None:
         return None

@@ -8,11 +8,18 @@ from the pool. Flyers go to ``NOTIFIER_PRINT_DIR/alerts/``.
 from __future__ import annotations
 
 import asyncio
+import logging
+import shlex
+from pathlib import Path
 from typing import Any, ClassVar
 
-from channels.base import BaseChannel, Batch, Outcome
+import segno
+
+from channels.base import BaseChannel, Batch, Context, Outcome, log
 from channels.outbox import write_atomic
+from notifier.logs import event
 from notifier.models import Alert, AnyNotice
+from notifier.pdf import PdfMaker
 from notifier.render import Templates
 
 
@@ -22,6 +29,35 @@ class PrintChannel(BaseChannel):
     batch_size: ClassVar[int] = 1
 
     translated = False  # the entry prints the やさしい日本語 version under the original
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        self.pdf = PdfMaker()
+
+    async def _flyers(self, batch: Batch) -> Outcome:
+        """An alert's one-page flyer for each affected area, handed to the printer when
+        NOTIFIER_PRINT_COMMAND is set (a printer's failure is logged, never retried:
+        the flyer is on disk either way)."""
+        settings = self.context.settings
+        folder = settings.print_dir / "alerts"
+        printed: dict[str, int] = {}
+        for area in batch.areas:
+            path = folder / f"{batch.notice_id}-{area}.pdf"
+            await self.pdf.write(batch.content["flyers"][area], path)
+            if settings.print_command:
+                printed[area] = await _print(settings.print_command, path)
+        failed = {a: code for a, code in printed.items() if code != 0}
+        if failed:
+            event(log, "flyer.print_failed", logging.WARNING, notice=batch.notice_id, exit=failed)
+        return Outcome(sent=len(batch.areas), meta={"printed": printed} if printed else {})
+
+    async def warm(self) -> None:
+        """Start the PDF process and load its fonts now: the first flyer of a disaster
+        should not wait for them."""
+        await self.pdf.make("<p>.</p>")
+
+    async def close(self) -> None:
+        self.pdf.close()
 
     @staticmethod
     def compose(templates: Templates, notice: AnyNotice, lang: str) -> dict[str, Any]:
@@ -35,18 +71,15 @@ class PrintChannel(BaseChannel):
                 }
             }
         easy = notice.translations.get("easy")
+        qr = segno.make(notice.url, error="m").png_data_uri(scale=4) if notice.url else None
         return {
-            "html": templates.render("print/entry.html", notice, lang, easy=easy),
+            "html": templates.render("print/entry.html", notice, lang, easy=easy, qr=qr),
             "at": notice.effective_at.timestamp(),
         }
 
     async def _send(self, batch: Batch) -> Outcome:
         if "flyers" in batch.content:
-            folder = self.context.settings.print_dir / "alerts"
-            for area in batch.areas:
-                path = folder / f"{batch.notice_id}-{area}.html"
-                await asyncio.to_thread(write_atomic, path, batch.content["flyers"][area].encode())
-            return Outcome(sent=len(batch.areas))
+            return await self._flyers(batch)
         keys, redis = self.context.keys, self.context.redis
         html = batch.content["html"].encode()
         for area in batch.areas:
@@ -57,3 +90,14 @@ class PrintChannel(BaseChannel):
                 pipe.zadd(keys.digest_pool(area), {batch.notice_id: batch.content["at"]})
             await pipe.execute()
         return Outcome(sent=len(batch.areas))
+
+
+async def _print(command: str, path: Path) -> int:
+    """Run the print command (``lp -d ward-office``) with the file; its exit status."""
+    process = await asyncio.create_subprocess_exec(
+        *shlex.split(command),
+        str(path),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    return await process.wait()

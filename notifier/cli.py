@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -15,6 +16,8 @@ from redis.exceptions import RedisError
 
 from notifier import intake, logs
 from notifier.config import CHANNELS, Settings, load_settings
+from notifier.digest import DigestBuilder, Period, week_before, week_of
+from notifier.pdf import PdfMaker, processes_for_digest
 from notifier.redis_server import HOW_TO_GET_REDIS, answers, start_private
 from notifier.runtime import Runtime
 from notifier.service import PARTS, Service
@@ -77,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("post", help="put a notice on the intake stream from a JSON file")
     s.add_argument("file", type=Path)
     s.set_defaults(func=cmd_post)
+
+    s = sub.add_parser("digest", help="build the printed digest now (last week's, or --now)")
+    s.add_argument("--area", help="one area's code (default: every area)")
+    s.add_argument("--now", action="store_true", help="this week so far, not last week")
+    s.set_defaults(func=cmd_digest)
 
     sub.add_parser("check", help="which channels are live; whether Redis answers").set_defaults(
         func=cmd_check
@@ -229,6 +237,31 @@ def cmd_post(settings: Settings, args: argparse.Namespace) -> int:
     async def job(rt: Runtime) -> int:
         accepted = await intake.enqueue(rt.notices, notice)
         print(json.dumps({"id": accepted.id, "status": accepted.status}))
+        return 0
+
+    return with_runtime(settings, job)
+
+
+def cmd_digest(settings: Settings, args: argparse.Namespace) -> int:
+    if args.area is not None and args.area not in settings.ward.area_codes:
+        known = ", ".join(settings.ward.area_codes)
+        print(f"notifier: unknown area {args.area!r}; known: {known}", file=sys.stderr)
+        return 2
+    now = datetime.now(settings.tz)
+    period = week_of(now) if args.now else week_before(now)
+    if args.now:
+        period = Period(period.start, now)
+
+    async def job(rt: Runtime) -> int:
+        pdf = PdfMaker(processes_for_digest())
+        try:
+            builder = DigestBuilder(rt, pdf)
+            written = await builder.build(period, [args.area] if args.area else None)
+        finally:
+            pdf.close()
+        print(f"digest {period.label} ({period.text}):")
+        for path in written:
+            print(f"  {path}")
         return 0
 
     return with_runtime(settings, job)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     print_dir: Path = Path("./var/print")
     timezone: str = "Asia/Tokyo"
     digest_cron: str = "0 6 * * mon"
+    print_font_size: int = Field(16, ge=16, le=22)  # the digest's body text, in points
+    print_mail: Literal["each", "merged"] = "merged"  # mailing copies: a file each, or one
+    print_command: str | None = None  # run with each flyer's path, e.g. "lp -d ward-office"
+    print_warm_up: bool = True  # start the PDF process at start-up, not at the first flyer
 
     line_channel_access_token: SecretStr | None = None
     line_channel_secret: SecretStr | None = None

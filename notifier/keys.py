@@ -117,6 +117,10 @@ class Keys:
     def digest_pool(self, area: str) -> str:
         return f"{self.prefix}digest:{area}"
 
+    def digest_built(self, week: str) -> str:
+        """Set once a week's digest is built (or being built), so it is built once."""
+        return f"{self.prefix}digest-built:{week}"
+
     # subscribers
     def subscriber(self, subscriber_id: str) -> str:
         return f"{self.prefix}subscriber:{subscriber_id}"

@@ -34,12 +34,16 @@ def setup(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    for noisy in ("aiohttp.access", "apscheduler", "weasyprint", "fontTools"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
-    """Log one event with its fields; callers pass ids, counts and masked values only."""
+    """Log one event with its fields; callers pass ids, counts and masked values only.
+    A field named like a LogRecord attribute (``created``, ``name`` …) gets a ``_`` suffix
+    rather than breaking the log call."""
+    if not _RESERVED.isdisjoint(fields):
+        fields = {(f"{k}_" if k in _RESERVED else k): v for k, v in fields.items()}
     logger.log(level, name, extra=fields)
 
 

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -13,8 +15,10 @@ from aiohttp import web
 import channels
 from channels.base import Context
 from notifier.config import CHANNELS, Settings
+from notifier.digest import DigestBuilder, build_due
 from notifier.dispatch import Dispatcher
 from notifier.logs import event
+from notifier.pdf import PdfMaker
 from notifier.runtime import Runtime
 from notifier.scheduler import Scheduler
 from notifier.web import make_app
@@ -41,6 +45,8 @@ class Service:
         self.runtime = Runtime.open(settings)
         self._stop = asyncio.Event()
         self.workers: list[ChannelWorker] = []
+        self._pdf: PdfMaker | None = None
+        self._warming: list[asyncio.Task[None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self._scheduler: Scheduler | None = None
@@ -78,8 +84,16 @@ class Service:
                 )
                 self.workers.append(worker)
                 self._spawn(f"worker:{name}", worker.run(self._stop))
+                if self.settings.print_warm_up:
+                    self._warming.append(asyncio.create_task(channel.warm()))
         if "scheduler" in self.parts:
-            self._scheduler = Scheduler(self.settings, rt.redis, rt.keys)
+            self._pdf = PdfMaker()
+            builder = DigestBuilder(rt, self._pdf)
+
+            async def digest() -> list[Path]:
+                return await build_due(builder, rt.redis, rt.keys, datetime.now(UTC))
+
+            self._scheduler = Scheduler(self.settings, rt.redis, rt.keys, digest=digest)
             self._scheduler.start()
         event(
             log,
@@ -106,6 +120,8 @@ class Service:
         self._stop.set()
         if self._scheduler is not None:
             self._scheduler.shutdown()
+        if self._pdf is not None:
+            await asyncio.to_thread(self._pdf.close)
         if self._runner is not None:
             await self._runner.cleanup()
         if self._tasks:
@@ -115,6 +131,7 @@ class Service:
             for task in self._tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        await asyncio.gather(*self._warming, return_exceptions=True)
         for channel in self._channels:
             await channel.close()
         await self.runtime.close()

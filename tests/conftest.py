@@ -51,6 +51,7 @@ def make_settings(tmp_path: Path, prefix: str, **overrides: Any) -> Settings:
         "secret_key": SECRET_KEY,
         "quiet_hours": None,  # tests run at any hour; quiet hours have tests of their own
         "breaker_seconds": 0.3,  # injected faults open circuits: let them close soon
+        "print_warm_up": False,  # a PDF process for each test's service would cost seconds
     }
     values.update(overrides)
     return load_settings(**values)

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from pypdf import PdfReader
 
 from notifier.config import Settings
 from notifier.runtime import Runtime
@@ -103,9 +104,10 @@ async def test_an_alert_reaches_everyone_in_its_areas_on_every_channel_whatever_
     assert post["text"].startswith("【緊急】避難指示（緊急）")
     assert "#防災" in post["text"] and "#緊急" in post["text"]
 
-    flyers = sorted(p.name for p in (settings.print_dir / "alerts").glob("*.html"))
-    assert flyers == [f"{alert_id}-nerima.html"]  # the affected area only
-    flyer = (settings.print_dir / "alerts" / flyers[0]).read_text()
+    flyers = sorted(p.name for p in (settings.print_dir / "alerts").glob("*.pdf"))
+    assert flyers == [f"{alert_id}-nerima.pdf"]  # the affected area only
+    (page,) = PdfReader(settings.print_dir / "alerts" / flyers[0]).pages
+    flyer = page.extract_text().replace(" ", "")
     assert "【緊急】" in flyer and "避難指示（緊急）" in flyer and "03-3993-1111" in flyer
     assert await runtime.redis.zcard(runtime.keys.digest_pool("nerima")) == 0  # never digested
 

@@ -1,0 +1,115 @@
+"""Printed digest benchmark: the four areas' digests with --notices announcements each
+(default 100; a third with a link, so a QR code), laid out by WeasyPrint in the PDF
+process pool the `notifier digest` command uses. Prints the seconds for all four, the
+pages and the size of each PDF. Target on the 2-core machine: ≤ 3 s in all.
+
+    .venv/bin/python bench/digest.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pypdf import PdfReader
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from outbox import drop_keys  # noqa: E402
+
+from channels.print import PrintChannel  # noqa: E402
+from notifier import logs  # noqa: E402
+from notifier.config import load_settings  # noqa: E402
+from notifier.digest import DigestBuilder, Period  # noqa: E402
+from notifier.models import Announcement  # noqa: E402
+from notifier.pdf import PdfMaker, processes_for_digest  # noqa: E402
+from notifier.runtime import Runtime  # noqa: E402
+
+BODY = (
+    "12月から、粗大ごみの収集日が変わります。お住まいの地域の収集日は、同封の表でご確認ください。"
+    "\n\n申し込みは、粗大ごみ受付センターへ電話でお願いします。"
+)
+
+
+async def bench(args: argparse.Namespace) -> dict[str, object]:
+    prefix = f"bench:{uuid.uuid4().hex[:12]}:"
+    tmp = Path(tempfile.mkdtemp(prefix="notifier-digest-"))
+    settings = load_settings(redis_url=args.redis_url, redis_prefix=prefix, print_dir=tmp)
+    rt = Runtime.open(settings)
+    ward = settings.ward
+    now = datetime.now(UTC)
+    try:
+        async with rt.redis.pipeline(transaction=False) as pipe:
+            for a, area in enumerate(ward.area_codes):
+                for i in range(args.notices):
+                    notice = Announcement.model_validate(
+                        {
+                            "title": f"{ward.area(area).name}のお知らせ その{i + 1}",
+                            "body": BODY,
+                            "topics": [ward.topic_codes[i % len(ward.topic_codes)]],
+                            "areas": [area],
+                            **(
+                                {"url": f"https://www.city.nerima.tokyo.jp/n/{i}"}
+                                if i % 3 == 0
+                                else {}
+                            ),
+                        },
+                        context={"ward": ward},
+                    )
+                    notice.id = f"{a}-{i}"
+                    notice.received_at = now - timedelta(minutes=i)
+                    content = PrintChannel.compose(rt.templates, notice, "ja")
+                    pipe.hset(rt.keys.notice(notice.id), "notice", notice.model_dump_json())
+                    pipe.hset(rt.keys.rendered(notice.id), "print:ja", json.dumps(content))
+                    pipe.zadd(rt.keys.digest_pool(area), {notice.id: content["at"]})
+            await pipe.execute()
+        period = Period(now - timedelta(days=1), now + timedelta(minutes=1))
+        pdf = PdfMaker(args.processes)
+        try:
+            await pdf.make("<p>warm</p>")  # the pool's processes start and load their fonts
+            started = time.perf_counter()
+            builder = DigestBuilder(rt, pdf)
+            written = await builder.build(period)
+            seconds = time.perf_counter() - started
+        finally:
+            pdf.close()
+        files = {p.name: (len(PdfReader(p).pages), p.stat().st_size) for p in written}
+        return {"seconds": round(seconds, 2), "processes": args.processes, "files": files}
+    finally:
+        await rt.close()
+        print(f"cleanup: deleted {drop_keys(args.redis_url, prefix)} key(s)", file=sys.stderr)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--notices", type=int, default=100, help="announcements per area")
+    p.add_argument("--processes", type=int, default=processes_for_digest())
+    p.add_argument(
+        "--redis-url", default=os.environ.get("NOTIFIER_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    logs.setup("WARNING")
+    figures = asyncio.run(bench(args))
+    if args.json:
+        print(json.dumps(figures))
+        return 0
+    print(f"four areas × {args.notices} notices, {args.processes} PDF process(es)")
+    for name, (pages, size) in figures["files"].items():  # type: ignore[attr-defined]
+        print(f"  {name}: {pages} pages, {size / 1024:.0f} KiB")
+    print(f"all four digests: {figures['seconds']} s (target ≤ 3 s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
