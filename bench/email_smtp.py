@@ -62,6 +62,7 @@ from notifier.service import Service  # noqa: E402
 from tests.smtp_sink import HOST, SmtpSink  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
+from outbox import OWNED_ENV as PIPELINE_ENV  # noqa: E402
 from outbox import Report, drop_keys  # noqa: E402
 
 DELAYS = (0.020, 0.0)  # seconds the sink takes per message
@@ -69,10 +70,7 @@ SENDER = "notifier@city.example.jp"
 CHUNK = 5000
 # settings the benchmark must own: the environment would otherwise win over them
 OWNED_ENV = (
-    "NOTIFIER_REDIS_URL",
-    "NOTIFIER_REDIS_PREFIX",
-    "NOTIFIER_OUTBOX_DIR",
-    "NOTIFIER_PRINT_DIR",
+    *PIPELINE_ENV,
     "NOTIFIER_SMTP_HOST",
     "NOTIFIER_SMTP_PORT",
     "NOTIFIER_SMTP_USERNAME",

@@ -248,9 +248,7 @@ def cmd_digest(settings: Settings, args: argparse.Namespace) -> int:
         print(f"notifier: unknown area {args.area!r}; known: {known}", file=sys.stderr)
         return 2
     now = datetime.now(settings.tz)
-    period = week_of(now) if args.now else week_before(now)
-    if args.now:
-        period = Period(period.start, now)
+    period = Period(week_of(now).start, now) if args.now else week_before(now)
 
     async def job(rt: Runtime) -> int:
         pdf = PdfMaker(processes_for_digest())

@@ -99,16 +99,20 @@ class DigestBuilder:
         """Every area's digest (and mailing copies) for ``period``; the files written.
         The areas are laid out side by side, as many at once as the PDF pool has processes."""
         chosen = areas or self.settings.ward.area_codes
-        done = await asyncio.gather(*(self._area(area, period) for area in chosen))
+        alerts = await self._alerts(period)  # once: each area takes its own from them
+        done = await asyncio.gather(*(self._area(area, period, alerts) for area in chosen))
         return [path for paths in done for path in paths]
 
-    async def _area(self, area: str, period: Period) -> list[Path]:
+    async def _area(
+        self, area: str, period: Period, alerts: list[tuple[Alert, dict[str, Any]]]
+    ) -> list[Path]:
         folder = self.settings.print_dir / period.label
-        sections, alerts = await self._contents(area, period)
-        if not sections and not alerts:  # nothing to print: no paper
+        sections = await self._sections(area, period)
+        mine = [view for alert, view in alerts if not alert.areas or area in alert.areas]
+        if not sections and not mine:  # nothing to print: no paper
             event(log, "digest.empty", area=area, week=period.label)
             return []
-        values = self._values(area, period, sections, alerts)
+        values = self._values(area, period, sections, mine)
         html = self.templates.page("print/digest.html", **values)
         written = [await self.pdf.write(html, folder / f"{area}.pdf")]
         written += await self._mailing(area, folder / "mail", values)
@@ -130,69 +134,61 @@ class DigestBuilder:
             "residents": [],
         }
 
-    async def _contents(
-        self, area: str, period: Period
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The topic sections (each with its entries, newest first) and the alerts."""
+    async def _sections(self, area: str, period: Period) -> list[dict[str, Any]]:
+        """The topic sections of an area's digest, each with its entries, newest first."""
         start, end = period.start.timestamp(), period.end.timestamp()
         pool = cast(
             "list[bytes]",
             await self.redis.zrevrangebyscore(self.keys.digest_pool(area), f"({end}", start),
         )
+        ids = [raw_id.decode() for raw_id in pool]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for notice_id in ids:
+                pipe.hget(self.keys.notice(notice_id), "notice")
+                pipe.hget(self.keys.rendered(notice_id), "print:ja")
+            replies = await pipe.execute()
         ward = self.settings.ward
         by_topic: dict[str, list[dict[str, Any]]] = {code: [] for code in ward.topic_codes}
-        for raw_id in pool:
-            notice_id = raw_id.decode()
-            record, rendered = await self._notice(notice_id, "print:ja")
-            if record is None or rendered is None:
+        for i, notice_id in enumerate(ids):
+            stored, rendered = replies[2 * i], replies[2 * i + 1]
+            if stored is None or rendered is None:
                 continue
+            record = json.loads(stored)
             topic = record["topics"][0] if record.get("topics") else ward.topic_codes[-1]
             by_topic.setdefault(topic, []).append(
-                {"id": notice_id, "title": record["title"], "html": rendered["html"]}
+                {"id": notice_id, "title": record["title"], "html": json.loads(rendered)["html"]}
             )
-        sections = [
+        return [
             {"code": code, "name": ward.topic(code).name, "entries": entries}
             for code, entries in by_topic.items()
             if entries
         ]
-        return sections, await self._alerts(area, start, end)
 
-    async def _notice(
-        self, notice_id: str, field: str
-    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hget(self.keys.notice(notice_id), "notice")
-            pipe.hget(self.keys.rendered(notice_id), field)
-            notice, rendered = await pipe.execute()
-        return (
-            json.loads(notice) if notice else None,
-            json.loads(rendered) if rendered else None,
-        )
-
-    async def _alerts(self, area: str, start: float, end: float) -> list[dict[str, Any]]:
-        """The alerts issued in the period for the area (drills are not printed)."""
+    async def _alerts(self, period: Period) -> list[tuple[Alert, dict[str, Any]]]:
+        """The alerts issued in the period (drills are not printed), each with what the
+        digest shows of it."""
+        start, end = period.start.timestamp(), period.end.timestamp()
         ids = cast(
             "list[bytes]", await self.redis.zrevrangebyscore(self.keys.notices, f"({end}", start)
         )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for raw_id in ids:
+                pipe.hmget(self.keys.notice(raw_id.decode()), "kind", "notice")
+            records = await pipe.execute()
         found = []
-        for raw_id in ids:
-            record = await self.redis.hmget(self.keys.notice(raw_id.decode()), "kind", "notice")
-            if record[0] != b"alert" or record[1] is None:
+        for kind, stored in records:
+            if kind != b"alert" or stored is None:
                 continue
-            alert = parse_notice(json.loads(record[1]), {"ward": self.settings.ward, "now": None})
+            alert = parse_notice(json.loads(stored), {"ward": self.settings.ward, "now": None})
             if not isinstance(alert, Alert) or alert.drill:
                 continue
-            if alert.areas and area not in alert.areas:
-                continue
-            local = alert.effective_at.astimezone(self.settings.tz)
-            found.append(
-                {
-                    "marks": bracketed(alert_marks(alert, "ja"), "ja"),
-                    "title": alert.title,
-                    "body": alert.body,
-                    "issued": local,
-                }
-            )
+            view = {
+                "marks": bracketed(alert_marks(alert, "ja"), "ja"),
+                "title": alert.title,
+                "body": alert.body,
+                "issued": alert.effective_at.astimezone(self.settings.tz),
+            }
+            found.append((alert, view))
         return found
 
     async def _mailing(self, area: str, folder: Path, values: dict[str, Any]) -> list[Path]:

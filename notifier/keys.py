@@ -73,7 +73,9 @@ class Keys:
         return f"{self.prefix}deliver:{channel}:{lane}"
 
     def audience(self, notice_id: str, channel: str, lang: str) -> str:
-        """The ids still to be cut into batches for (notice, channel, language)."""
+        """The ids already cut into batches for (notice, channel, language), while the
+        audience is being cut (notifier/cutting.py); ``…:carry`` holds those short of a
+        full batch."""
         return f"{self.prefix}aud:{notice_id}:{channel}:{lang}"
 
     def drill_audience(self, notice_id: str) -> str:
@@ -81,6 +83,7 @@ class Keys:
         return f"{self.prefix}aud:{notice_id}:drill"
 
     def cut_counter(self, notice_id: str) -> str:
+        """A notice's cut: batch numbers handed out per channel, its shares and cursors."""
         return f"{self.prefix}cut:{notice_id}"
 
     def batch_log(self, notice_id: str) -> str:
