@@ -10,17 +10,24 @@ first taking 20 ms per message at DATA (like a relay's queue), then none. Agains
 * what general notification libraries do: one ``smtplib.SMTP`` connection and
   ``send_message`` per recipient in sequence, each message built like the channel's. It
   runs on --sequential recipients (1,000 by default) and is extrapolated to N when fewer;
-* at 0 ms only: the sink's own ceiling, --ceiling-connections aiosmtplib connections
-  sending one pre-built message N times in all, with the sink process's CPU use.
+* at 0 ms only: the sink's own ceiling, fed by the least client there can be (asyncio
+  streams, commands written by hand) over as many connections as the service's pool,
+  sending the very message the service sent first N times in all, with the sink process's
+  CPU use. In lock step (each reply awaited, as the sink asks: it does not offer
+  PIPELINING), which is the ceiling, and pipelined, for comparison: when the sink's CPU is
+  all used the two agree.
 
 Printed: messages/s for each, the service's ratio to the sequential loop at 20 ms, and at
-0 ms the service's messages/s as a share of the ceiling.
+0 ms the service's messages/s as a share of the ceiling. The sink and the service share
+the machine's cores (and the sink one of them at most): other work on it moves the figures,
+so compare runs made back to back.
 
 Run from the project root, with Redis at $NOTIFIER_REDIS_URL (default
 redis://127.0.0.1:6379/0)::
 
-    .venv/bin/python bench/email_smtp.py                  # 10,000 recipients, pool 4
-    .venv/bin/python bench/email_smtp.py --pool 16
+    .venv/bin/python bench/email_smtp.py                  # 10,000 recipients, pool 16
+    .venv/bin/python bench/email_smtp.py --pool 32
+    .venv/bin/python bench/email_smtp.py --delay-ms 0     # the 0 ms sink only
     .venv/bin/python bench/email_smtp.py --recipients 2000 --sequential 500 --json
 
 Each run's Redis keys live under a prefix of their own (``bench:<random>:``), removed at the
@@ -33,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import select
@@ -52,8 +60,6 @@ from typing import IO, Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for tests.smtp_sink
 
-import aiosmtplib  # noqa: E402
-
 from channels.email import UNSUBSCRIBE, EmailChannel  # noqa: E402
 from notifier import intake, logs  # noqa: E402
 from notifier.config import Settings, load_settings  # noqa: E402
@@ -63,10 +69,11 @@ from tests.smtp_sink import HOST, SmtpSink  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from outbox import OWNED_ENV as PIPELINE_ENV  # noqa: E402
-from outbox import Report, drop_keys  # noqa: E402
+from outbox import Report, delivered, drop_keys  # noqa: E402
 
 DELAYS = (0.020, 0.0)  # seconds the sink takes per message
 SENDER = "notifier@city.example.jp"
+CEILING_RCPT = "resident0@example.jp"
 CHUNK = 5000
 # settings the benchmark must own: the environment would otherwise win over them
 OWNED_ENV = (
@@ -96,8 +103,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--ceiling-connections",
         type=int,
-        default=32,
-        help="concurrent aiosmtplib connections measuring the sink's ceiling (32)",
+        default=None,
+        help="connections measuring the sink's ceiling (default: as many as the pool's)",
+    )
+    p.add_argument(
+        "--delay-ms",
+        type=float,
+        action="append",
+        help="the sink's delay per message; repeat for more (default: 20, then 0)",
     )
     p.add_argument(
         "--redis-url",
@@ -108,7 +121,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.add_argument("--serve-sink", type=float, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.recipients < 1 or args.sequential < 1 or args.ceiling_connections < 1:
+    if args.recipients < 1 or args.sequential < 1 or (args.ceiling_connections or 1) < 1:
         p.error("--recipients, --sequential and --ceiling-connections must be >= 1")
     if args.pool is not None and args.pool < 1:
         p.error("--pool must be >= 1")
@@ -141,11 +154,17 @@ def serve_sink(delay: float) -> int:
                         "recipients": sum(len(e.rcpt_tos) for e in envelopes),
                         "connections": sink.connections,
                         "cpu_seconds": time.process_time(),
+                        # the first and the last acceptance, on the machine's monotonic clock
+                        "first_at": envelopes[0].at if envelopes else None,
+                        "last_at": envelopes[-1].at if envelopes else None,
                     }
                 )
                 if command == "reset":  # also frees the messages kept so far
                     sink.envelopes.clear()
                     sink.connections = 0
+            elif command == "sample":  # the first message accepted, as sent
+                first = sink.envelopes[0].data if sink.envelopes else b""
+                answer({"data": base64.b64encode(first).decode()})
             elif command == "quit":
                 answer({})
                 break
@@ -247,23 +266,7 @@ async def service_run(
         content = EmailChannel.compose(rt.templates, notice, "ja")
 
         service = Service(settings, parts=["dispatch", "workers"], channel_names=["email"])
-        started = time.perf_counter()
-        await service.start()
-        try:
-            while True:
-                view = await rt.notices.get(accepted.id)
-                assert view is not None
-                if view["status"] in ("done", "failed"):
-                    break
-                if time.perf_counter() - started > limit:
-                    raise TimeoutError(
-                        f"delivery not done after {limit:g} s:"
-                        f" status {view['status']}, progress {view['progress']}"
-                    )
-                await asyncio.sleep(0.02)
-            seconds = time.perf_counter() - started
-        finally:
-            await service.stop()
+        view, seconds = await delivered(rt, service, accepted.id, limit)
         progress = view["progress"]["email"]
         figures = {
             "status": view["status"],
@@ -307,19 +310,48 @@ def sequential_run(port: int, m: int, content: dict[str, Any], settings: Setting
     return time.perf_counter() - started
 
 
-async def ceiling_run(port: int, n: int, connections: int, data: bytes) -> float:
-    """n pre-built messages over concurrent aiosmtplib connections; the seconds taken."""
+async def ceiling_run(
+    port: int, n: int, connections: int, data: bytes, pipelined: bool = False
+) -> float:
+    """n copies of one message over concurrent connections of the least client there can
+    be (asyncio streams, the bytes of each command written by hand, nothing parsed but
+    the reply code); the seconds taken. In lock step by default, a reply awaited before
+    the next command, as the sink asks (it does not offer PIPELINING); ``pipelined`` sends
+    MAIL, RCPT and DATA in one write, and the message with the next MAIL, RCPT and DATA."""
+    payload = data + b".\r\n"
+    commands = [
+        f"MAIL FROM:<{SENDER}> SIZE={len(data)}\r\n".encode(),
+        f"RCPT TO:<{CEILING_RCPT}>\r\n".encode(),
+        b"DATA\r\n",
+    ]
+
+    async def reply(reader: asyncio.StreamReader, expect: bytes) -> None:
+        while (line := await reader.readline())[3:4] == b"-":
+            pass
+        if not line.startswith(expect):
+            raise RuntimeError(f"the sink answered {line!r}, not {expect.decode()}")
 
     async def one(count: int) -> None:
-        smtp = aiosmtplib.SMTP(hostname=HOST, port=port, start_tls=False, timeout=60)
-        await smtp.connect()
+        reader, writer = await asyncio.open_connection(HOST, port)
         try:
-            for _ in range(count):
-                await smtp.sendmail(
-                    SENDER, ["resident0@example.jp"], data, mail_options=["BODY=8BITMIME"]
-                )
+            await reply(reader, b"220")
+            writer.write(b"EHLO ceiling.localhost\r\n")
+            await reply(reader, b"250")
+            if pipelined:
+                writer.write(b"".join(commands))
+            for k in range(count):
+                for command, expect in zip(commands, (b"250", b"250", b"354"), strict=True):
+                    if not pipelined:
+                        writer.write(command)
+                    await reply(reader, expect)
+                more = k + 1 < count
+                writer.write(payload + b"".join(commands) if pipelined and more else payload)
+                await reply(reader, b"250")
+            writer.write(b"QUIT\r\n")
+            await reply(reader, b"221")
         finally:
-            await smtp.quit()
+            writer.close()
+            await writer.wait_closed()
 
     shares = [n // connections + (1 if k < n % connections else 0) for k in range(connections)]
     started = time.perf_counter()
@@ -360,9 +392,12 @@ def run_delay(
         fig["pool"] = pool
 
         # 1. the service
+        before = sink.ask("reset")["cpu_seconds"]
         service, content = asyncio.run(service_run(settings, n, args.timeout, report))
+        sample = base64.b64decode(sink.ask("sample")["data"])
         seen = sink.ask("reset")
         service |= {"sink_accepted": seen["accepted"], "sink_connections": seen["connections"]}
+        service |= {"sink_cpu_seconds": round(seen["cpu_seconds"] - before, 2)}
         fig["service"] = service
         bound = f"; pool/delay bound {pool / delay:.0f}/s" if delay else ""
         say(
@@ -394,31 +429,32 @@ def run_delay(
         )
         fig["service_vs_sequential"] = round(service["messages_per_s"] / rate, 2)
 
-        # 3. the sink's ceiling (no delay only)
+        # 3. the sink's ceiling (no delay only), fed the very message the service sent first
         if delay == 0:
-            data = library_message(content, settings, 0).as_bytes()
-            before = sink.ask("reset")["cpu_seconds"]
-            seconds = asyncio.run(ceiling_run(sink.port, n, args.ceiling_connections, data))
-            seen = sink.ask("reset")
-            if seen["accepted"] != n:
-                raise RuntimeError(f"the sink accepted {seen['accepted']} of {n}")
-            ceiling = per_s(n, seconds)
-            busy = (seen["cpu_seconds"] - before) / seconds
-            fig["ceiling"] = {
-                "messages": n,
-                "connections": args.ceiling_connections,
-                "seconds": round(seconds, 3),
-                "messages_per_s": round(ceiling, 1),
-                "sink_cpu_busy": round(busy, 2),
-            }
+            connections = args.ceiling_connections or pool
+            fig["ceiling"] = {"connections": connections, "message_bytes": len(sample)}
+            for mode in ("lockstep", "pipelined"):
+                before = sink.ask("reset")["cpu_seconds"]
+                run = ceiling_run(sink.port, n, connections, sample, mode == "pipelined")
+                seconds = asyncio.run(run)
+                seen = sink.ask("reset")
+                if seen["accepted"] != n:
+                    raise RuntimeError(f"the sink accepted {seen['accepted']} of {n}")
+                busy = (seen["cpu_seconds"] - before) / seconds
+                fig["ceiling"][mode] = {
+                    "seconds": round(seconds, 3),
+                    "messages_per_s": round(per_s(n, seconds), 1),
+                    "sink_cpu_busy": round(busy, 2),
+                }
+                say(
+                    f"  sink ceiling, {mode}: {n} copies of the service's message over"
+                    f" {connections} raw connections in {seconds:.2f} s"
+                    f" = {per_s(n, seconds):.0f}/s (sink process CPU {busy:.0%} busy)"
+                )
+            ceiling = fig["ceiling"]["lockstep"]["messages_per_s"]
             share = service["messages_per_s"] / ceiling
             fig["service_share_of_ceiling"] = round(share, 3)
-            say(
-                f"  sink ceiling: {n} pre-built messages over {args.ceiling_connections}"
-                f" aiosmtplib connections in {seconds:.2f} s = {ceiling:.0f}/s"
-                f" (sink process CPU {busy:.0%} busy)"
-            )
-            say(f"  the service runs at {share:.0%} of the sink's ceiling")
+            say(f"  the service runs at {share:.0%} of the sink's ceiling (lock step)")
         else:
             say(f"  the service sends {fig['service_vs_sequential']:.1f}× as fast as the loop")
     return fig
@@ -442,10 +478,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     failed = False
     try:
-        runs = [run_delay(args, delay, tmp, prefixes, report) for delay in DELAYS]
-        fig["runs"] = {f"{run['delay_ms']}ms": run for run in runs}
-        fig["service_vs_sequential_at_20ms"] = runs[0]["service_vs_sequential"]
-        fig["service_share_of_ceiling_at_0ms"] = runs[1]["service_share_of_ceiling"]
+        delays = [ms / 1000 for ms in args.delay_ms] if args.delay_ms else DELAYS
+        runs = {
+            f"{run['delay_ms']}ms": run
+            for run in (run_delay(args, d, tmp, prefixes, report) for d in delays)
+        }
+        fig["runs"] = runs
+        if "20ms" in runs:
+            fig["service_vs_sequential_at_20ms"] = runs["20ms"]["service_vs_sequential"]
+        if "0ms" in runs:
+            fig["service_share_of_ceiling_at_0ms"] = runs["0ms"]["service_share_of_ceiling"]
     except Exception as e:
         failed = True
         report.say(f"bench failed: {type(e).__name__}: {e}")

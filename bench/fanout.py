@@ -62,6 +62,23 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a running process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def redis_cpu_seconds(runtime: Runtime) -> float:
+    info = await runtime.redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def cpu_now(runtime: Runtime, processes: list[asyncio.subprocess.Process]) -> list[float]:
+    """CPU seconds so far of the service (its processes together), the fake and Redis."""
+    service = sum(cpu_seconds(p.pid) for p in processes[1:])
+    return [service, cpu_seconds(processes[0].pid), await redis_cpu_seconds(runtime)]
+
+
 async def wait_ready(session: aiohttp.ClientSession, url: str, within: float = 60) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -142,7 +159,7 @@ async def stop_all(processes: list[asyncio.subprocess.Process]) -> None:
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    prefix = f"bench:{uuid.uuid4().hex[:12]}:"
+    prefix = args.keep or f"bench:{uuid.uuid4().hex[:12]}:"
     figures: dict[str, Any] = {"subscribers": args.subscribers, "rate_limit": args.rate}
     fake, where = await start_fake_line(args.rate)
     processes: list[asyncio.subprocess.Process] = [fake]
@@ -152,8 +169,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         settings = load_settings(redis_url=args.redis_url, redis_prefix=prefix, secret_key=SECRET)
         runtime = Runtime.open(settings)
         started = time.perf_counter()
-        await load(runtime, "line", args.subscribers)
-        token = await runtime.tokens.create("emergency", "bench")
+        if await runtime.redis.scard(runtime.keys.by_channel("line")) != args.subscribers:
+            await load(runtime, "line", args.subscribers)
+        token = await runtime.tokens.create("emergency", f"bench-{uuid.uuid4().hex[:8]}")
         figures["load_s"] = round(time.perf_counter() - started, 1)
 
         serve = await asyncio.create_subprocess_exec(
@@ -201,6 +219,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 },
             }
             headers = {"Authorization": f"Bearer {token}"}
+            cpu_before = await cpu_now(runtime, processes)
             posted = time.time()
             async with session.post(base + "/api/alerts", json=notice, headers=headers) as response:
                 notice_id = (await response.json())["id"]
@@ -214,6 +233,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 if time.time() - posted > args.timeout:
                     raise RuntimeError(f"not delivered in {args.timeout} s: {found['progress']}")
                 await asyncio.sleep(0.05)
+            cpu_used = [
+                after - before
+                for before, after in zip(cpu_before, await cpu_now(runtime, processes), strict=True)
+            ]
             figures["service_peak_rss_mib"] = round(
                 max(peak_rss_mib(p.pid) for p in processes[1:]), 1
             )
@@ -232,6 +255,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             failed=line["failed"],
             statuses=stats["statuses"],
         )
+        per_request = {  # CPU ms a multicast, from the POST to the notice being done
+            f"cpu_ms_per_request_{part}": round(seconds * 1000 / max(1, stats["multicasts"]), 2)
+            for part, seconds in zip(("service", "fake", "redis"), cpu_used, strict=True)
+        }
+        figures.update(per_request)
         naive_users = [f"U{i:032x}" for i in range(args.naive)]
         naive_s = await naive(where["url"], naive_users)
         ours_per_recipient = (stats["last"] - posted) / max(1, stats["recipients"])
@@ -245,7 +273,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         return figures
     finally:
         await stop_all(processes)
-        print(f"cleanup: deleted {drop_keys(args.redis_url, prefix)} key(s)", file=sys.stderr)
+        if args.keep:
+            print(f"kept the keys under {prefix} (drop them when done)", file=sys.stderr)
+        else:
+            print(f"cleanup: deleted {drop_keys(args.redis_url, prefix)} key(s)", file=sys.stderr)
 
 
 def main() -> int:
@@ -258,6 +289,11 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument(
         "--redis-url", default=os.environ.get("NOTIFIER_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    p.add_argument(
+        "--keep",
+        metavar="PREFIX",
+        help="use this Redis prefix and keep its keys: a re-run reuses the loaded subscribers",
     )
     p.add_argument("--tmp", default="/tmp/notifier-bench")
     p.add_argument("--json", action="store_true")
@@ -279,6 +315,10 @@ def main() -> int:
         f"recipients:                {figures['recipients']:,} at "
         f"{figures['recipients_per_s']:,}/s (sent {figures['sent']:,}, "
         f"failed {figures['failed']})"
+    )
+    print(
+        f"CPU ms a multicast:        service {figures['cpu_ms_per_request_service']}, "
+        f"fake {figures['cpu_ms_per_request_fake']}, redis {figures['cpu_ms_per_request_redis']}"
     )
     print(f"service peak RSS:          {figures['service_peak_rss_mib']} MiB")
     print(

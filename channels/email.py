@@ -4,7 +4,8 @@ The body is rendered once per (notice, language) with a placeholder where each
 recipient's own unsubscribe link goes; a recipient's message is that body with the link
 put in and its own headers — no template render per recipient. Live, messages go out
 over a small pool of long-lived SMTP connections; each address a notice reached is
-recorded at once, so a retry or a restarted worker never mails it twice.
+on record within milliseconds of its 250 (a group of them in one Redis write), so a
+retry or a restarted worker never mails it twice.
 """
 
 from __future__ import annotations
@@ -12,42 +13,117 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.policy
-import secrets
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiosmtplib
 
 from channels.base import BaseChannel, Batch, Context, Outcome, Recipient, RetryableError
 from channels.outbox import write_atomic
-from channels.smtp_pool import SmtpPool
+from channels.smtp_pool import REFUSED, SmtpPool
 from notifier.models import AnyNotice
 from notifier.render import Templates
 from notifier.subscribers import SubscriberStore
 
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from notifier.keys import Keys
+
 OUTBOX_SENDER = "notifier@localhost"
 UNSUBSCRIBE = "%%UNSUBSCRIBE_URL%%"  # stands in the rendered body for each recipient's link
 TEXT_PART, HTML_PART = "%%TEXT_PART%%\n", "%%HTML_PART%%\n"
+MAILED_TTL = 30 * 24 * 3600  # how long a notice's record of the addresses it reached is kept
+LINGER = 0.010  # seconds a 250 may wait to be written with the others that came meanwhile
 
 
-def _base64(text: str) -> bytes:
-    """A body part's payload as the email package writes it for SMTP: the text with CRLF
-    line ends, in base64 lines of 76 columns ended by CRLF."""
-    lines = text.splitlines() or [""]
-    data = ("\r\n".join(lines) + "\r\n").encode()
-    return base64.encodebytes(data).replace(b"\n", b"\r\n").rstrip(b"\r\n")
+def _crlf(text: str) -> bytes:
+    """A body part's text as the email package writes it for SMTP: CRLF line ends."""
+    return ("\r\n".join(text.splitlines() or [""]) + "\r\n").encode()
+
+
+def _base64(data: bytes) -> bytes:
+    """A body part's payload: base64 lines of 76 columns, CRLF between them."""
+    encoded = base64.b64encode(data)
+    return b"\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+
+
+# what differs per recipient, as the skeleton holds it until their message is made
+TO, DATE, MESSAGE_ID, TOKEN = b"%%TO%%", b"%%DATE%%", b"%%MESSAGE_ID%%", b"%%TOKEN%%"
+TEXT, HTML = _base64(_crlf(TEXT_PART)), _base64(_crlf(HTML_PART))
+SLOTS = re.compile(b"(%b)" % b"|".join(map(re.escape, (TO, DATE, MESSAGE_ID, TOKEN, TEXT, HTML))))
+
+
+@dataclass(frozen=True)
+class Part:
+    """A body part's text cut where each recipient's unsubscribe link goes; the base64
+    lines of what comes before the first cut (as many whole lines as it fills) are made
+    once, so a recipient's payload is a few lines to encode, not the whole part."""
+
+    head: bytes  # base64 lines, each ended by CRLF
+    rest: tuple[bytes, ...]
+
+    @classmethod
+    def of(cls, text: str) -> Part:
+        data, link = _crlf(text), UNSUBSCRIBE.encode()
+        cut = data.find(link)
+        whole = (cut if cut >= 0 else len(data) - 1) // 57 * 57  # 57 bytes: one line of 76
+        head = _base64(data[:whole]) + b"\r\n" if whole else b""
+        return cls(head, tuple(data[whole:].split(link)))
+
+    def payload(self, link: bytes) -> bytes:
+        return self.head + _base64(link.join(self.rest))
 
 
 @dataclass(frozen=True)
 class Skeleton:
-    raw: bytes
-    text: str
-    html: str
-    text_mark: bytes = _base64(TEXT_PART)
-    html_mark: bytes = _base64(HTML_PART)
+    """A notice's message in one language, cut where each batch's and recipient's own
+    parts go: ``pieces`` alternates the bytes all messages share with the slot (one of
+    ``SLOTS``) that comes between them."""
+
+    pieces: tuple[bytes, ...]
+    text: Part
+    html: Part
+    date: bytes = b""  # the batch's
+
+
+class Ledger:
+    """The addresses each notice's email reached, written to Redis a group at a time.
+
+    A 250 is on record within ``linger`` seconds and a round trip, about as soon as with a
+    write per message (only what came back in that moment could be sent again after a
+    crash), but a group of them goes in one command rather than a command each.
+    """
+
+    def __init__(self, redis: Redis, keys: Keys, linger: float = LINGER) -> None:
+        self._redis, self._keys, self._linger = redis, keys, linger
+        self._waiting: dict[str, list[str]] = {}  # notice id → subscriber ids
+        self._next: asyncio.Task[None] | None = None  # the write that takes what is waiting
+
+    def add(self, notice_id: str, subscriber_id: str) -> asyncio.Task[None]:
+        """Put a reached address on record; the write that takes it (await it to know)."""
+        self._waiting.setdefault(notice_id, []).append(subscriber_id)
+        if self._next is None:
+            self._next = asyncio.create_task(self._write())
+            self._next.add_done_callback(_retrieve)
+        return self._next
+
+    async def _write(self) -> None:
+        await asyncio.sleep(self._linger)
+        waiting, self._waiting, self._next = self._waiting, {}, None
+        for notice_id, ids in waiting.items():  # one notice, mostly
+            await self._redis.sadd(self._keys.mailed(notice_id), *ids)
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """A failed write is raised to the batches that await it, and not logged as unseen
+    when none does (one that gave up first)."""
+    if not task.cancelled():
+        task.exception()
 
 
 class EmailChannel(BaseChannel):
@@ -60,6 +136,8 @@ class EmailChannel(BaseChannel):
         self.live = context.settings.live("email")
         self._pool = SmtpPool(context.settings, context.settings.smtp_pool) if self.live else None
         self._subscribers = SubscriberStore(context.redis, context.keys, context.settings)
+        self._ledger = Ledger(context.redis, context.keys)
+        self._skeletons: dict[tuple[str, str], Skeleton] = {}
 
     @staticmethod
     def compose(templates: Templates, notice: AnyNotice, lang: str) -> dict[str, Any]:
@@ -75,41 +153,56 @@ class EmailChannel(BaseChannel):
         return self.context.settings.mail_from or OUTBOX_SENDER
 
     def skeleton(self, batch: Batch) -> Skeleton:
-        """The batch's message, built once by the email package with stand-ins for what
-        differs per recipient (address, Message-ID, unsubscribe token, the body parts)."""
+        """The message of the batch's notice and language, built once by the email package
+        with stand-ins for what differs per recipient (address, Message-ID, unsubscribe
+        token, the body parts) and per batch (Date), and kept for the notice's other
+        batches."""
+        key = (batch.notice_id, batch.lang)
+        skeleton = self._skeletons.get(key)
+        if skeleton is None:
+            if len(self._skeletons) >= 64:
+                self._skeletons.clear()
+            skeleton = self._skeletons[key] = self._build(batch.content)
+        date = format_datetime(datetime.now(self.context.settings.tz))
+        return replace(skeleton, date=date.encode())
+
+    def _build(self, content: dict[str, Any]) -> Skeleton:
         settings = self.context.settings
         msg = EmailMessage(policy=email.policy.SMTP)
         msg["From"] = self.sender
-        msg["To"] = "%%TO%%"
-        msg["Subject"] = batch.content["subject"]
-        msg["Date"] = format_datetime(datetime.now(settings.tz))
-        msg["Message-ID"] = "<%%MESSAGE_ID%%>"
-        mailto = f"mailto:{self.sender}?subject=unsubscribe%20%%TOKEN%%"
-        msg["List-Unsubscribe"] = f"<{settings.public_url}/unsubscribe/%%TOKEN%%>, <{mailto}>"
+        msg["To"] = TO.decode()
+        msg["Subject"] = content["subject"]
+        msg["Message-ID"] = f"<{MESSAGE_ID.decode()}>"
+        token = TOKEN.decode()
+        mailto = f"mailto:{self.sender}?subject=unsubscribe%20{token}"
+        msg["List-Unsubscribe"] = f"<{settings.public_url}/unsubscribe/{token}>, <{mailto}>"
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058
         msg.set_content(TEXT_PART, charset="utf-8", cte="base64")
         msg.add_alternative(HTML_PART, subtype="html", charset="utf-8", cte="base64")
-        skeleton = Skeleton(msg.as_bytes(), batch.content["text"], batch.content["html"])
-        if (
-            skeleton.raw.count(skeleton.text_mark) != 1
-            or skeleton.raw.count(skeleton.html_mark) != 1
-        ):
-            raise RuntimeError("the email package wrote the body parts in an unexpected form")
-        return skeleton
+        # Date is the batch's: a stand-in would not pass the email package's date parser
+        pieces = tuple(SLOTS.split(b"Date: " + DATE + b"\r\n" + msg.as_bytes()))
+        if sorted(pieces[1::2]) != sorted([TO, DATE, MESSAGE_ID, TOKEN, TOKEN, TEXT, HTML]):
+            raise RuntimeError("the email package wrote the message in an unexpected form")
+        return Skeleton(pieces, Part.of(content["text"]), Part.of(content["html"]))
 
     def message(self, skeleton: Skeleton, batch: Batch, recipient: Recipient, token: str) -> bytes:
         """One recipient's message: the skeleton with their own parts put in (microseconds:
-        no template and no MIME building per recipient)."""
-        link = f"{self.context.settings.public_url}/unsubscribe/{token}"
+        no template and no MIME building per recipient). Its Message-ID is the same each
+        time it is made, so a copy that a crash made the worker send again can be told
+        for what it is."""
+        link = f"{self.context.settings.public_url}/unsubscribe/{token}".encode()
         domain = self.sender.rpartition("@")[2]
-        message_id = f"{batch.notice_id}.{recipient.id}.{secrets.token_hex(4)}@{domain}"
-        return (
-            skeleton.raw.replace(b"%%TO%%", recipient.address.encode())
-            .replace(b"%%MESSAGE_ID%%", message_id.encode())
-            .replace(b"%%TOKEN%%", token.encode())
-            .replace(skeleton.text_mark, _base64(skeleton.text.replace(UNSUBSCRIBE, link)))
-            .replace(skeleton.html_mark, _base64(skeleton.html.replace(UNSUBSCRIBE, link)))
-        )
+        own = {
+            TO: recipient.address.encode(),
+            DATE: skeleton.date,
+            MESSAGE_ID: f"{batch.notice_id}.{recipient.id}@{domain}".encode(),
+            TOKEN: token.encode(),
+            TEXT: skeleton.text.payload(link),
+            HTML: skeleton.html.payload(link),
+        }
+        pieces = list(skeleton.pieces)
+        pieces[1::2] = [own[slot] for slot in pieces[1::2]]
+        return b"".join(pieces)
 
     async def _send(self, batch: Batch) -> Outcome:
         keys, redis = self.context.keys, self.context.redis
@@ -117,20 +210,21 @@ class EmailChannel(BaseChannel):
         tokens = await self._subscribers.unsubscribe_tokens(ids)
         if self._pool is None:
             return await self._to_outbox(batch, tokens)
-        done_key = keys.mailed(batch.notice_id)
-        already = await redis.smismember(done_key, ids) if ids else []
+        already = await redis.smismember(keys.mailed(batch.notice_id), ids) if ids else []
         todo = [r for r, sent in zip(batch.recipients, already, strict=True) if not sent]
         skeleton = self.skeleton(batch)
+        writes: set[asyncio.Task[None]] = set()
         sent = await asyncio.gather(
-            *(self._one(skeleton, batch, r, tokens[r.id]) for r in todo), return_exceptions=True
+            *(self._one(skeleton, batch, r, tokens[r.id], writes) for r in todo),
+            return_exceptions=True,
         )
-        for result in sent:  # every send has finished; what went out is on record
+        await asyncio.gather(*writes)  # every send has finished; what went out is on record
+        if writes:
+            await redis.expire(keys.mailed(batch.notice_id), MAILED_TTL)
+        for result in sent:
             if isinstance(result, BaseException):
                 raise result
-        results = [str(r) for r in sent]
-        if todo:
-            await redis.expire(done_key, 30 * 24 * 3600)
-        failed = {r.id: reason for r, reason in zip(todo, results, strict=True) if reason}
+        failed = {r.id: str(reason) for r, reason in zip(todo, sent, strict=True) if reason}
         retry = {sid: reason for sid, reason in failed.items() if reason.startswith("4")}
         bounced = [sid for sid, reason in failed.items() if sid not in retry]
         if bounced:
@@ -140,26 +234,29 @@ class EmailChannel(BaseChannel):
         permanent = {sid: f"SMTP {reason}" for sid, reason in failed.items()}
         return Outcome(sent=len(batch.recipients) - len(permanent), failed=permanent)
 
-    async def _one(self, skeleton: Skeleton, batch: Batch, recipient: Recipient, token: str) -> str:
-        """Send to one recipient: '' when it went, else the server's code and message."""
+    async def _one(
+        self,
+        skeleton: Skeleton,
+        batch: Batch,
+        recipient: Recipient,
+        token: str,
+        writes: set[asyncio.Task[None]],
+    ) -> str:
+        """Send to one recipient: '' when it went (and the write that records it is in
+        ``writes``), else the server's code and message."""
         assert self._pool is not None
         message = self.message(skeleton, batch, recipient, token)
         try:
-            errors = await self._pool.send(
+            await self._pool.send(
                 message, self.sender, recipient.address, urgent=batch.kind == "alert"
             )
-        except aiosmtplib.SMTPRecipientsRefused as e:
-            (refusal,) = e.recipients
-            return f"{refusal.code} {refusal.message}"
-        except aiosmtplib.SMTPResponseException as e:
+        except REFUSED as e:
             return f"{e.code} {e.message}"
+        except aiosmtplib.SMTPResponseException as e:  # the session (greeting, AUTH)
+            raise RetryableError(f"SMTP session refused: {e.code} {e.message}") from e
         except (aiosmtplib.SMTPException, OSError) as e:
             raise RetryableError(f"SMTP unreachable: {type(e).__name__}") from e
-        if errors:
-            (response,) = errors.values()
-            return f"{response.code} {response.message}"
-        keys, redis = self.context.keys, self.context.redis
-        await redis.sadd(keys.mailed(batch.notice_id), recipient.id)
+        writes.add(self._ledger.add(batch.notice_id, recipient.id))
         return ""
 
     async def _bounce(self, subscriber_ids: list[str]) -> None:
@@ -187,6 +284,10 @@ class EmailChannel(BaseChannel):
             return len(batch.recipients)
 
         return Outcome(sent=await asyncio.to_thread(write_all))
+
+    async def warm(self) -> None:
+        if self._pool is not None:
+            await self._pool.open()
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -126,10 +126,25 @@ def messaging_api(
     config = Configuration(host=settings.line_api_url, access_token=token.get_secret_value())
     if pool is not None:
         config.connection_pool_maxsize = pool
-    client = AsyncApiClient(config)
+    client = _ApiClient(config)
+    rest = client.rest_client
+    sdk_session = rest.pool_manager  # made with trust_env=True: it would read the proxy
+    # variables and ~/.netrc (in a thread) on every request
+    rest.pool_manager = aiohttp.ClientSession(connector=sdk_session.connector, trust_env=False)
+    sdk_session.detach()
     api = AsyncMessagingApi(client)
     api.line_base_path = settings.line_api_url  # the SDK fixes it to api.line.me otherwise
     return client, api
+
+
+class _ApiClient(AsyncApiClient):  # type: ignore[misc]  # the SDK is untyped
+    """line-bot-sdk's async client, taking a ``Multicast`` body as the JSON it already is:
+    the SDK's own walk of it visits every user id and every node of the Flex tree."""
+
+    def sanitize_for_serialization(self, obj: Any) -> Any:
+        if isinstance(obj, Multicast):
+            return obj.to_dict()
+        return super().sanitize_for_serialization(obj)
 
 
 class Multicast(MulticastRequest):  # type: ignore[misc]  # the SDK is untyped

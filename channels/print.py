@@ -54,7 +54,7 @@ class PrintChannel(BaseChannel):
     async def warm(self) -> None:
         """Start the PDF process and load its fonts now: the first flyer of a disaster
         should not wait for them."""
-        await self.pdf.make("<p>.</p>")
+        await self.pdf.start()
 
     async def close(self) -> None:
         self.pdf.close()

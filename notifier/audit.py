@@ -7,6 +7,7 @@ never go in: targets are ids.
 
 from __future__ import annotations
 
+import getpass
 import time
 from typing import Any, cast
 
@@ -42,6 +43,15 @@ class AuditLog:
             **detail,
         }
         await self.redis.xadd(self.keys.audit, fields)
+
+    async def resident(self, action: str, subscriber_id: str, source: str) -> None:
+        """A resident's own change (subscribing, leaving): the subscriber's id, no address."""
+        await self.record("resident", "resident", action, subscriber_id, "ok", source)
+
+    async def local(self, action: str, target: str, outcome: str, **detail: str | int) -> None:
+        """An operator's command on the service's machine (`notifier token …`)."""
+        user = getpass.getuser()
+        await self.record(f"cli:{user}", "operator", action, target, outcome, "cli", **detail)
 
     async def recent(self, count: int = 100, before: str = "+") -> list[dict[str, Any]]:
         rows = cast(

@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from notifier import intake, logs
+from notifier import cli_access, intake, logs
 from notifier.config import CHANNELS, Settings, load_settings
 from notifier.digest import DigestBuilder, Period, week_before, week_of
 from notifier.pdf import PdfMaker, processes_for_digest
@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sa.add_parser("import", help="import a CSV: channel,address,name,areas,topics,language")
     s.add_argument("file", type=Path)
     s.set_defaults(func=cmd_subscribers_import)
+    cli_access.add_export(sa, with_runtime)
+    cli_access.add_commands(sub, with_runtime)
 
     s = sub.add_parser("post", help="put a notice on the intake stream from a JSON file")
     s.add_argument("file", type=Path)
@@ -166,6 +168,7 @@ def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
         except ValueError as e:
             print(f"notifier: {e}", file=sys.stderr)
             return 2
+        await rt.audit.local("token.create", args.name, "ok", grants=args.role)
         print(f"Token for {args.name} ({args.role}); it is shown only this once:")
         print(token)
         return 0
@@ -187,7 +190,9 @@ def cmd_token_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
     async def job(rt: Runtime) -> int:
-        if not await rt.tokens.revoke(args.name):
+        revoked = await rt.tokens.revoke(args.name)
+        await rt.audit.local("token.revoke", args.name, "ok" if revoked else "missing")
+        if not revoked:
             print(f"notifier: no token named {args.name!r}", file=sys.stderr)
             return 1
         print(f"revoked {args.name}")
@@ -213,6 +218,7 @@ def cmd_subscribers_import(settings: Settings, args: argparse.Namespace) -> int:
             return 1
         results = await rt.subscribers.save(subscribers)
         new = sum(1 for _, created in results if created)
+        await rt.audit.local("subscribers.import", "csv", "ok", count=len(results), new=new)
         print(f"imported {len(results)} subscriber(s): {new} new, {len(results) - new} updated")
         return 0
 

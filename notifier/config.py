@@ -119,6 +119,7 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(30.0, gt=0)
     email_hard_bounces: int = Field(3, ge=1)  # permanent failures before an address is suspended
     secret_key: SecretStr | None = None
+    secret_key_previous: SecretStr | None = None  # the old key, while `rotate-key` runs
 
     alert_approval: bool = False  # on: a second emergency-desk token approves each alert
     alert_test_audience: list[str] = Field(default_factory=list)  # subscriber ids for drills
@@ -135,6 +136,11 @@ class Settings(BaseSettings):
     line_batch_size: int = Field(500, ge=1, le=500)
     email_batch_size: int = Field(50, ge=1)
     max_body_bytes: int = Field(256 * 1024, ge=1024)
+    api_rate_per_token: int = Field(600, ge=1)  # API requests a minute one token may make
+    api_rate_per_ip: int = Field(1200, ge=1)  # API requests a minute from one client address
+    signin_rate_per_ip: int = Field(10, ge=1)  # console sign-in attempts per 5 minutes
+    session_idle_minutes: int = Field(30, ge=1)  # a console session ends when idle this long
+    session_hours: int = Field(8, ge=1)  # and in any case this long after sign-in
 
     ward: Ward
 

@@ -19,13 +19,10 @@ PLAIN = "p:"  # no key configured (a trial): stored as it is, and `check` says s
 class Sealer:
     """Seals and opens short texts (addresses, names). Without a key it stores them plain."""
 
-    def __init__(self, secret: SecretStr | None) -> None:
-        self._aead: AESGCM | None = None
-        if secret is not None:
-            key = HKDF(
-                algorithm=hashes.SHA256(), length=32, salt=b"notifier", info=b"personal-data"
-            ).derive(secret.get_secret_value().encode())
-            self._aead = AESGCM(key)
+    def __init__(self, secret: SecretStr | None, previous: SecretStr | None = None) -> None:
+        self._aead = _aead(secret) if secret is not None else None
+        # during a key rotation: what the old key sealed still opens (see `notifier rotate-key`)
+        self._previous = _aead(previous) if previous is not None else None
 
     def seal(self, text: str) -> str:
         if self._aead is None:
@@ -39,10 +36,18 @@ class Sealer:
             return stored[len(PLAIN) :]
         if not stored.startswith(SEALED) or self._aead is None:
             raise ValueError("sealed with a key this process does not have (NOTIFIER_SECRET_KEY)")
-        raw = base64.b64decode(stored[len(SEALED) :])
+        return self._decrypt(base64.b64decode(stored[len(SEALED) :]))
+
+    def _decrypt(self, raw: bytes) -> str:
+        assert self._aead is not None
         try:
             return self._aead.decrypt(raw[:12], raw[12:], None).decode()
         except InvalidTag:
+            if self._previous is not None:
+                try:
+                    return self._previous.decrypt(raw[:12], raw[12:], None).decode()
+                except InvalidTag:
+                    pass
             raise ValueError("sealed with another NOTIFIER_SECRET_KEY") from None
 
     def open_many(self, stored: list[bytes]) -> list[str]:
@@ -55,8 +60,15 @@ class Sealer:
                 raw = binascii.a2b_base64(value[len(sealed) :])
                 try:
                     opened.append(aead.decrypt(raw[:12], raw[12:], None).decode())
-                except InvalidTag:
-                    raise ValueError("sealed with another NOTIFIER_SECRET_KEY") from None
+                except InvalidTag:  # sealed with the previous key, during a rotation
+                    opened.append(self._decrypt(raw))
             else:
                 opened.append(self.open(value.decode()))
         return opened
+
+
+def _aead(secret: SecretStr) -> AESGCM:
+    key = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=b"notifier", info=b"personal-data"
+    ).derive(secret.get_secret_value().encode())
+    return AESGCM(key)

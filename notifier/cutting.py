@@ -69,15 +69,40 @@ for c = 1, tonumber(ARGV[9]) do
   for i = 1, tonumber(ARGV[9 + c]) do sets[i] = KEYS[k]; k = k + 1 end
   checks[c] = sets
 end
-local function wanted(member)
-  for _, sets in ipairs(checks) do
-    local found = false
-    for _, key in ipairs(sets) do
-      if redis.call('SISMEMBER', key, member) == 1 then found = true; break end
+local function flags(command, key, members)  -- a command per 1,000: Lua's stack is small
+  local found = {}
+  for i = 1, #members, 1000 do
+    local part = redis.call(command, key, unpack(members, i, math.min(i + 999, #members)))
+    if type(part) == 'table' then  -- SMISMEMBER's answers; SADD's count is not wanted
+      for j = 1, #part do found[i + j - 1] = part[j] == 1 end
     end
-    if not found then return false end
   end
-  return true
+  return found
+end
+local function wanted(members)  -- those in a set of every check, once each, not seen before
+  local keep = {}
+  for i = 1, #members do keep[i] = true end
+  for _, sets in ipairs(checks) do
+    local found = {}
+    for _, key in ipairs(sets) do
+      local member_of = flags('SMISMEMBER', key, members)
+      for i = 1, #members do found[i] = found[i] or member_of[i] end
+    end
+    for i = 1, #members do keep[i] = keep[i] and found[i] end
+  end
+  local picked, page = {}, {}
+  for i = 1, #members do
+    if keep[i] and not page[members[i]] then
+      page[members[i]] = true
+      picked[#picked + 1] = members[i]
+    end
+  end
+  local seen, new = flags('SMISMEMBER', KEYS[2], picked), {}
+  for i = 1, #picked do
+    if not seen[i] then new[#new + 1] = picked[i] end
+  end
+  flags('SADD', KEYS[2], new)
+  return new
 end
 local batch = redis.call('SPOP', KEYS[3], size)
 local cut, recipients = 0, 0
@@ -101,11 +126,9 @@ while cursor ~= '0' or scans == 0 do
     + """ then break end
   local reply = redis.call('SSCAN', KEYS[1], cursor, 'COUNT', 500)
   cursor, scans = reply[1], scans + 1
-  for _, member in ipairs(reply[2]) do
-    if wanted(member) and redis.call('SADD', KEYS[2], member) == 1 then
-      batch[#batch + 1] = member
-      if #batch == size then emit() end
-    end
+  for _, member in ipairs(wanted(reply[2])) do
+    batch[#batch + 1] = member
+    if #batch == size then emit() end
   end
 end
 local finished = cursor == '0' and scans > 0

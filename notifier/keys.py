@@ -187,6 +187,21 @@ class Keys:
     def token_hashes(self) -> str:
         return f"{self.prefix}token-hashes"
 
+    # the console
+    @property
+    def accounts(self) -> str:
+        """Staff accounts: name → role and argon2 hash."""
+        return f"{self.prefix}accounts"
+
+    def session(self, session_id: str) -> str:
+        """A console session (who, role, CSRF token); expires when idle."""
+        return f"{self.prefix}session:{session_id}"
+
+    @property
+    def session_key(self) -> str:
+        """The key that signs session cookies when NOTIFIER_SECRET_KEY is not set (a trial)."""
+        return f"{self.prefix}session-key"
+
 
 ALL = "_all"
 """The set member standing for 'no choice made': the whole ward, or every topic."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from notifier.accounts import AccountStore
 from notifier.alerts import AlertDesk
 from notifier.audit import AuditLog
 from notifier.config import Settings
@@ -27,6 +28,7 @@ class Runtime:
     notices: NoticeStore
     subscribers: SubscriberStore
     tokens: TokenStore
+    accounts: AccountStore
     alerts: AlertDesk
     audit: AuditLog
 
@@ -54,6 +56,7 @@ class Runtime:
             notices=NoticeStore(redis, keys),
             subscribers=SubscriberStore(redis, keys, settings),
             tokens=TokenStore(redis, keys),
+            accounts=AccountStore(redis, keys),
             alerts=AlertDesk(redis, keys, settings),
             audit=AuditLog(redis, keys),
         )

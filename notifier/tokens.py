@@ -54,7 +54,11 @@ class TokenStore:
         return token
 
     async def check(self, token: str) -> Token | None:
-        name = await self.redis.hget(self.keys.token_hashes, digest(token))
+        return await self.check_digest(digest(token))
+
+    async def check_digest(self, token_digest: str) -> Token | None:
+        """The token whose hash is ``token_digest``, if it has not been revoked."""
+        name = await self.redis.hget(self.keys.token_hashes, token_digest)
         if name is None:
             return None
         record = await self.redis.hget(self.keys.tokens, name)

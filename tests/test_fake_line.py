@@ -268,6 +268,27 @@ async def test_lines_limits_are_enforced(
     assert fake.delivered == {}
 
 
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"to": [ALICE], "messages": [{"type": "text"}]}, "messages[0].text"),
+        ({"to": [ALICE, 7], "messages": [TEXT]}, "to"),
+        ({"to": [ALICE]}, "messages"),
+        ({"to": [ALICE], "messages": [{"type": "flex", "altText": "a"}]}, "messages[0].contents"),
+        ({"to": [ALICE, ALICE], "messages": [TEXT]}, "to[1]"),
+    ],
+)
+async def test_a_body_not_sampled_for_the_schema_still_has_its_shape_checked(
+    body: dict[str, Any], problem: str
+) -> None:
+    async with FakeLine(token=TOKEN, schema_sample=100) as fake:
+        await post_raw(fake, MULTICAST, {"to": [ALICE], "messages": [TEXT]})  # the sampled one
+        status, answer, _ = await post_raw(fake, MULTICAST, body)
+        assert status == 400
+        assert [d["property"] for d in answer["details"]] == [problem]
+        assert len(fake.multicasts) == 1 and fake.messages_for(ALICE) == [TEXT]
+
+
 async def test_what_fits_lines_limits_is_accepted(fake: FakeLine) -> None:
     fits = {
         "to": [user(i) for i in range(500)],

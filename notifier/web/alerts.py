@@ -14,7 +14,7 @@ from notifier.intake import Invalid
 from notifier.logs import event
 from notifier.tokens import Token
 from notifier.web.api import read_json
-from notifier.web.app import RUNTIME, ApiError, json_response, log, require
+from notifier.web.app import RUNTIME, ApiError, audit, json_response, log, require
 
 CAP_TYPES = ("application/cap+xml", "application/xml", "text/xml")
 
@@ -24,14 +24,6 @@ def _drill(request: web.Request) -> bool:
     if value not in ("true", "false", "1", "0"):
         raise ApiError(400, "invalid", "bad drill", {"drill": "true or false"})
     return value in ("true", "1")
-
-
-async def audit(
-    request: web.Request, token: Token, action: str, target: str, outcome: str, **detail: Any
-) -> None:
-    await request.app[RUNTIME].audit.record(
-        token.name, token.role, action, target, outcome, request.remote or "unknown", **detail
-    )
 
 
 async def post_alert(request: web.Request) -> web.Response:

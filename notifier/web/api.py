@@ -16,7 +16,7 @@ from notifier.logs import event, mask
 from notifier.models import field_errors
 from notifier.store import STATUSES
 from notifier.streams import Entry
-from notifier.web.app import RUNTIME, ApiError, json_response, log, require
+from notifier.web.app import RUNTIME, ApiError, audit, json_response, log, require
 
 MAX_IDEMPOTENCY_KEY = 255
 
@@ -54,6 +54,7 @@ async def post_announcement(request: web.Request) -> web.Response:
             422, "idempotency_conflict", "this Idempotency-Key was used with a different body"
         )
     if accepted.replay is None:
+        await audit(request, token, "announcement.create", accepted.id, accepted.status)
         event(log, "notice.accepted", notice=accepted.id, by=token.name, status=accepted.status)
     return json_response({"id": accepted.id, "status": accepted.status}, status=202)
 
@@ -93,6 +94,7 @@ async def cancel_announcement(request: web.Request) -> web.Response:
     token = await require(request, "staff")
     notice_id = request.match_info["id"]
     result = await request.app[RUNTIME].notices.cancel(notice_id)
+    await audit(request, token, "announcement.cancel", notice_id, result)
     if result == "missing":
         raise ApiError(404, "not_found", "no such announcement")
     if result != "ok":
@@ -134,6 +136,10 @@ async def post_subscriber(request: web.Request) -> web.Response:
     except ValidationError as e:
         raise ApiError(400, "invalid", "the subscriber has errors", field_errors(e)) from None
     ((subscriber_id, created),) = await store.save([subscriber])
+    outcome = "created" if created else "updated"
+    await audit(
+        request, token, "subscriber.save", subscriber_id, outcome, channel=subscriber.channel
+    )
     event(
         log,
         "subscriber.saved",
@@ -168,7 +174,9 @@ async def get_subscriber(request: web.Request) -> web.Response:
 async def delete_subscriber(request: web.Request) -> web.Response:
     token = await require(request, "admin")
     subscriber_id = request.match_info["id"]
-    if not await request.app[RUNTIME].subscribers.delete(subscriber_id):
+    deleted = await request.app[RUNTIME].subscribers.delete(subscriber_id)
+    await audit(request, token, "subscriber.delete", subscriber_id, "ok" if deleted else "missing")
+    if not deleted:
         raise ApiError(404, "not_found", "no such subscriber")
     event(log, "subscriber.deleted", subscriber=subscriber_id, by=token.name, at=time.time())
     return json_response({"id": subscriber_id, "deleted": True})

@@ -34,14 +34,30 @@ def _dumps(data: Any) -> str:
 
 class ApiError(Exception):
     def __init__(
-        self, status: int, code: str, message: str, fields: dict[str, str] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        fields: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.fields = status, code, message, fields or {}
+        self.headers = headers or {}
 
     def response(self) -> web.Response:
         body = {"error": {"code": self.code, "message": self.message, "fields": self.fields}}
-        return json_response(body, status=self.status)
+        response = json_response(body, status=self.status)
+        response.headers.update(self.headers)
+        return response
+
+
+class Refused(Exception):
+    """A page's own answer to a refused request (the console's HTML, not the API's JSON)."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.reason)
+        self.response = response
 
 
 @web.middleware
@@ -56,6 +72,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except ApiError as e:
         status = e.status
         return e.response()
+    except Refused as e:
+        status = e.response.status
+        return e.response
     except web.HTTPRequestEntityTooLarge:
         status = 413
         return ApiError(413, "too_large", "the request body is too large").response()
@@ -97,6 +116,15 @@ async def require(request: web.Request, role: str) -> Token:
     if not token.may(role):
         raise ApiError(403, "forbidden", f"this needs the {role} role")
     return token
+
+
+async def audit(
+    request: web.Request, who: Token, action: str, target: str, outcome: str, **detail: Any
+) -> None:
+    """Put a state-changing action in the audit log: who, what, when, from where, outcome."""
+    await request.app[RUNTIME].audit.record(
+        who.name, who.role, action, target, outcome, request.remote or "unknown", **detail
+    )
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -158,9 +186,12 @@ async def refresh_snapshot(runtime: Runtime) -> None:
 
 
 def make_app(runtime: Runtime) -> web.Application:
-    from notifier.web import alerts, api, line, subscribe
+    from notifier.web import alerts, api, console, desk, guard, line, subscribe
 
-    app = web.Application(middlewares=[errors], client_max_size=runtime.settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[guard.security_headers, errors, guard.api_limits],
+        client_max_size=runtime.settings.max_body_bytes,
+    )
     app[RUNTIME] = runtime
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -169,4 +200,6 @@ def make_app(runtime: Runtime) -> web.Application:
     alerts.add_routes(app)
     line.add_routes(app)
     subscribe.add_routes(app)
+    console.add_routes(app)
+    desk.add_routes(app)
     return app

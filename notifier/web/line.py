@@ -58,6 +58,7 @@ class LineWebhook:
         if isinstance(event, UnfollowEvent):
             if subscriber_id is not None:
                 await store.delete(subscriber_id)  # the resident's data goes with them
+                await rt.audit.resident("line.unfollow", subscriber_id, "line")
             log_event(log, "line.unfollow", subscriber=subscriber_id)
             return
         choices = await self._choices(subscriber_id)
@@ -93,7 +94,9 @@ class LineWebhook:
                 "language": choices.language,
             }
         )
-        ((subscriber_id, _),) = await store.save([sub])
+        ((subscriber_id, created),) = await store.save([sub])
+        action = "line.follow" if created else "line.choices"
+        await self.runtime.audit.resident(action, subscriber_id, "line")
         return subscriber_id
 
     async def _reply(self, event: Any, messages: list[dict[str, Any]]) -> None:

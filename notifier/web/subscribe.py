@@ -158,6 +158,7 @@ async def confirm(request: web.Request) -> web.Response:
     store = runtime.subscribers
     sub = store.validate(json.loads(store.sealer.open(as_text(raw))))
     ((subscriber_id, created),) = await store.save([sub])
+    await runtime.audit.resident("email.subscribe", subscriber_id, request.remote or "unknown")
     event(log, "subscribe.confirmed", subscriber=subscriber_id, created=created)
     return message_page(
         request,
@@ -192,6 +193,9 @@ async def unsubscribe(request: web.Request) -> web.Response:
     subscriber_id = await runtime.subscribers.by_unsubscribe_token(request.match_info["token"])
     if subscriber_id is not None:
         await runtime.subscribers.delete(subscriber_id)
+        await runtime.audit.resident(
+            "email.unsubscribe", subscriber_id, request.remote or "unknown"
+        )
         event(log, "unsubscribe", subscriber=subscriber_id)
     return message_page(
         request,

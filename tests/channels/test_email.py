@@ -1,16 +1,21 @@
-"""Email messages: headers, encodings and parts, checked by parsing them back."""
+"""Email messages: headers, encodings and parts, checked by parsing them back; a batch
+sent again mails no one twice."""
 
 from __future__ import annotations
 
 import email
 import email.policy
 from datetime import UTC, datetime
+from pathlib import Path
 
-from channels.base import Batch, Context, Recipient
+import pytest
+
+from channels.base import Batch, Context, Recipient, RetryableError
 from channels.email import EmailChannel
 from notifier.models import Announcement
 from notifier.runtime import Runtime
-from tests.conftest import announcement
+from tests.conftest import announcement, email_settings
+from tests.smtp_sink import SmtpSink
 
 
 async def test_message_is_well_formed_japanese_mail(runtime: Runtime) -> None:
@@ -46,3 +51,28 @@ async def test_message_is_well_formed_japanese_mail(runtime: Runtime) -> None:
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert link in text.get_content() and f'href="{link}"' in html.get_content()
     assert "%%" not in text.get_content() + html.get_content()
+
+
+async def test_a_batch_sent_again_mails_no_one_twice(tmp_path: Path, prefix: str) -> None:
+    with SmtpSink() as sink:
+        settings = email_settings(tmp_path, prefix, sink.port)
+        rt = Runtime.open(settings)
+        channel = EmailChannel(Context(settings, rt.redis, rt.keys, rt.metrics))
+        try:
+            notice = Announcement.model_validate(announcement(), context={"ward": settings.ward})
+            notice.id, notice.received_at = "n2", datetime(2026, 11, 26, tzinfo=UTC)
+            content = EmailChannel.compose(rt.templates, notice, "ja")
+            people = tuple(Recipient(f"s{i}", f"r{i}@example.jp") for i in range(3))
+            batch = Batch("n2", "announcement", "email", "ja", 0, people, content)
+            sink.reject["r1@example.jp"] = 450  # busy: try later
+            with pytest.raises(RetryableError):
+                await channel.send(batch)
+            del sink.reject["r1@example.jp"]
+            outcome = await channel.send(batch)  # the retry: only r1 is left to mail
+        finally:
+            await channel.close()
+            await rt.close()
+    assert outcome.sent == 3 and not outcome.failed
+    received = sorted((e.rcpt_tos[0], e.message()["Message-ID"]) for e in sink.envelopes)
+    domain = settings.mail_from.rpartition("@")[2] if settings.mail_from else ""
+    assert received == [(f"r{i}@example.jp", f"<n2.s{i}@{domain}>") for i in range(3)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -183,6 +184,11 @@ async def test_each_area_gets_a_legible_a4_digest_of_its_own_notices(
     assert "【緊急】避難指示" in text and "令和" in text and "03-3993-1111" in text
     assert "https://www.city.nerima.tokyo.jp/kenko/" in text.replace("\n", "")  # may wrap
     assert "大泉地域のお祭り" not in text
+    pages = [page.extract_text().replace(" ", "") for page in PdfReader(nerima).pages]
+    for title in ("粗大ごみの収集日が変わります", "区民健康診断のお知らせ"):  # contents → its page
+        listed = re.search(f"{title}　…　(\\d+)ページ", pages[0])
+        assert listed, pages[0]
+        assert 1 < int(listed[1]) <= len(pages) and title in pages[int(listed[1]) - 1]
     other = text_of(oizumi).replace(" ", "")
     assert "大泉地域のお祭り" in other and "区民健康診断のお知らせ" in other
     assert "粗大ごみの収集日が変わります" not in other and "避難指示" not in other

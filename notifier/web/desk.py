@@ -1,0 +1,218 @@
+"""The console's emergency page (issue, confirm with the audience, update, all-clear,
+approve) and its admin pages (subscriber counts, print registration, the audit log)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from notifier.alerts import AlertRefused, validate
+from notifier.intake import Invalid
+from notifier.logs import event
+from notifier.models import Alert, field_errors
+from notifier.web import forms
+from notifier.web.app import RUNTIME, Refused, audit
+from notifier.web.console import log, need, page
+
+EMERGENCY = "/console/emergency"
+SEVERITIES = {"advisory": "注意", "warning": "警戒", "emergency": "緊急"}
+
+
+async def emergency(request: web.Request) -> web.Response:
+    session = await need(request, "emergency")
+    runtime = request.app[RUNTIME]
+    values: dict[str, Any] = {"areas": [], "severity": "warning"}
+    supersedes = request.query.get("supersedes")
+    if supersedes:  # an update starts from the alert it replaces
+        found = await runtime.notices.get(supersedes)
+        if found is None or found["kind"] != "alert":
+            raise Refused(page(request, "refused.html", session, 404, reason="missing"))
+        previous = found["notice"]
+        values = {k: previous.get(k) for k in ("title", "body", "severity", "url")}
+        values.update(areas=previous.get("areas", []), supersedes=supersedes)
+    return await _desk(request, session, values, {}, 200)
+
+
+async def _desk(
+    request: web.Request, session: Any, values: dict[str, Any], errors: dict[str, str], status: int
+) -> web.Response:
+    alerts = await request.app[RUNTIME].notices.list(None, 200)
+    alerts = [a for a in alerts if a["kind"] == "alert" and a.get("state") in ("active", "pending")]
+    return page(
+        request,
+        "emergency.html",
+        session,
+        status,
+        values=values,
+        errors=errors,
+        alerts=alerts,
+        severities=SEVERITIES,
+        done=request.query.get("done"),
+    )
+
+
+async def _alert(request: web.Request, session: Any) -> Alert:
+    """The alert the form describes; else the desk again, with what to fix (400)."""
+    runtime = request.app[RUNTIME]
+    form = await request.post()
+    data = forms.alert(form)
+    try:
+        return validate(data, runtime.settings, drill=form.get("drill") == "on")
+    except Invalid as e:
+        values = {**data, "drill": form.get("drill") == "on"}
+        errors = forms.japanese(e.fields, runtime.settings)
+        raise Refused(await _desk(request, session, values, errors, 400)) from None
+
+
+def _refused(request: web.Request, session: Any, e: AlertRefused) -> Refused:
+    return Refused(
+        page(request, "refused.html", session, e.status, reason="alert", message=e.message)
+    )
+
+
+async def confirm(request: web.Request) -> web.Response:
+    """The step before sending: who will get it, channel by channel."""
+    session = await need(request, "emergency")
+    alert = await _alert(request, session)
+    runtime = request.app[RUNTIME]
+    store, settings = runtime.subscribers, runtime.settings
+    audience: dict[str, str] = {}
+    for channel in alert.channels:
+        if alert.drill:  # drills reach the test audience only, and never X
+            if channel != "x":
+                audience[channel] = f"訓練の送り先 {len(settings.alert_test_audience):,}人"
+        elif channel == "x":
+            audience[channel] = "公開の投稿（フォロワー全員）"
+        elif channel == "print":
+            areas = len(alert.areas) or len(settings.ward.areas)
+            audience[channel] = f"掲示用チラシ {areas}地域"
+        else:
+            audience[channel] = f"{await store.audience_size(channel, alert.areas):,}人"
+    return page(
+        request,
+        "confirm.html",
+        session,
+        alert=alert,
+        audience=audience,
+        severities=SEVERITIES,
+        area_names=[settings.ward.area(a).name for a in alert.areas] or ["区内全域"],
+    )
+
+
+async def issue(request: web.Request) -> web.Response:
+    session = await need(request, "emergency")
+    alert = await _alert(request, session)
+    try:
+        issued = await request.app[RUNTIME].alerts.issue(alert, session.who.name)
+    except AlertRefused as e:
+        await audit(request, session.who, "alert.issue", "-", e.code)
+        raise _refused(request, session, e) from None
+    await audit(request, session.who, "alert.issue", issued.id, issued.status)
+    event(log, "alert.issue", alert=issued.id, by=session.who.name, status=issued.status)
+    raise web.HTTPSeeOther(f"{EMERGENCY}?done={issued.status}")
+
+
+async def call_off(request: web.Request) -> web.Response:
+    """The all-clear (or, before approval, withdrawing the alert)."""
+    session = await need(request, "emergency")
+    alert_id = request.match_info["id"]
+    try:
+        issued = await request.app[RUNTIME].alerts.cancel(alert_id, session.who.name, {})
+    except AlertRefused as e:
+        await audit(request, session.who, "alert.cancel", alert_id, e.code)
+        raise _refused(request, session, e) from None
+    action = "alert.withdraw" if issued.id == alert_id else "alert.cancel"
+    await audit(request, session.who, action, alert_id, issued.status, all_clear=issued.id)
+    event(log, action, alert=alert_id, all_clear=issued.id, by=session.who.name)
+    raise web.HTTPSeeOther(f"{EMERGENCY}?done=all-clear")
+
+
+async def approve(request: web.Request) -> web.Response:
+    session = await need(request, "emergency")
+    alert_id = request.match_info["id"]
+    try:
+        issued = await request.app[RUNTIME].alerts.approve(alert_id, session.who.name)
+    except AlertRefused as e:
+        await audit(request, session.who, "alert.approve", alert_id, e.code)
+        raise _refused(request, session, e) from None
+    await audit(request, session.who, "alert.approve", alert_id, issued.status)
+    raise web.HTTPSeeOther(f"{EMERGENCY}?done={issued.status}")
+
+
+async def subscribers(request: web.Request) -> web.Response:
+    session = await need(request, "admin")
+    return await _subscribers(request, session, {}, {}, 200)
+
+
+async def _subscribers(
+    request: web.Request, session: Any, values: dict[str, Any], errors: dict[str, str], status: int
+) -> web.Response:
+    runtime = request.app[RUNTIME]
+    counts = await runtime.subscribers.breakdown()
+    ward = runtime.settings.ward
+    labels = {
+        "channel": ("配信先", {"line": "LINE", "email": "メール", "print": "郵送（印刷版）"}),
+        "area": ("地域", {a.code: a.name for a in ward.areas}),
+        "topic": ("分野", {t.code: t.name for t in ward.topics}),
+        "language": ("言語", {lang.code: lang.name for lang in ward.languages}),
+    }
+    return page(
+        request,
+        "subscribers.html",
+        session,
+        status,
+        counts=counts,
+        labels=labels,
+        values=values,
+        errors=errors,
+        done=request.query.get("done"),
+    )
+
+
+async def register_print(request: web.Request) -> web.Response:
+    """An offline resident, registered at the counter for the printed digest by post."""
+    session = await need(request, "admin")
+    runtime = request.app[RUNTIME]
+    form = await request.post()
+    data: dict[str, object] = {
+        "channel": "print",
+        "name": forms.text(form, "name"),
+        "address": " ".join(forms.text(form, "address").split()),  # one line, as stored
+        "areas": forms.chosen(form, "areas"),
+        "language": forms.text(form, "language") or "ja",
+    }
+    store = runtime.subscribers
+    try:
+        subscriber = store.validate(data)
+    except ValidationError as e:
+        errors = forms.japanese(field_errors(e), runtime.settings)
+        return await _subscribers(request, session, data, errors, 400)
+    ((subscriber_id, created),) = await store.save([subscriber])
+    await audit(request, session.who, "subscriber.create", subscriber_id, "ok", channel="print")
+    event(log, "subscriber.saved", subscriber=subscriber_id, channel="print", by=session.who.name)
+    raise web.HTTPSeeOther(f"/console/subscribers?done={'created' if created else 'updated'}")
+
+
+async def audit_log(request: web.Request) -> web.Response:
+    session = await need(request, "admin")
+    runtime = request.app[RUNTIME]
+    entries = await runtime.audit.recent(200)
+    for entry in entries:
+        when = datetime.fromtimestamp(entry["at"], runtime.settings.tz)
+        entry["when"] = when.strftime("%Y-%m-%d %H:%M:%S")
+    return page(request, "audit.html", session, entries=entries)
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get(EMERGENCY, emergency)
+    r.add_post(f"{EMERGENCY}/confirm", confirm)
+    r.add_post(f"{EMERGENCY}/issue", issue)
+    r.add_post("/console/alerts/{id}/cancel", call_off)
+    r.add_post("/console/alerts/{id}/approve", approve)
+    r.add_get("/console/subscribers", subscribers)
+    r.add_post("/console/subscribers/print", register_print)
+    r.add_get("/console/audit", audit_log)
