@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -14,6 +15,23 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "notifier.toml"
 CHANNELS = ("line", "x", "email", "print")
+
+
+KANJI = re.compile(r"[\u3005\u4e00-\u9fff]")
+KANA = re.compile(r"^[\u3041-\u309f\u30a0-\u30ff]{1,40}$")
+MAX_READINGS = 50
+
+
+def check_readings(value: dict[str, str]) -> dict[str, str]:
+    """Furigana for the printed headings: a word with kanji → its reading in kana."""
+    if len(value) > MAX_READINGS:
+        raise ValueError(f"at most {MAX_READINGS} readings")
+    for word, reading in value.items():
+        if not 0 < len(word) <= 20 or not KANJI.search(word) or "<" in word or "&" in word:
+            raise ValueError(f"{word!r}: a word of up to 20 characters with kanji in it")
+        if not KANA.match(reading):
+            raise ValueError(f"the reading of {word!r} must be 1 to 40 kana")
+    return value
 
 
 class Named(BaseModel):
@@ -33,9 +51,15 @@ class Ward(BaseModel):
     name_en: str = "Nerima City"
     phone: str = "03-3993-1111"
     cap: list[str] = Field(default_factory=list)  # CAP geocodes / areaDesc for the whole ward
+    readings: dict[str, str] = Field(default_factory=dict)  # furigana for every heading
     areas: list[Named]
     topics: list[Named]
     languages: list[Named]
+
+    @field_validator("readings")
+    @classmethod
+    def _readings(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_readings(value)
 
     @model_validator(mode="after")
     def _check(self) -> Ward:
@@ -91,6 +115,7 @@ class Settings(BaseSettings):
     print_font_size: int = Field(16, ge=16, le=22)  # the digest's body text, in points
     print_mail: Literal["each", "merged"] = "merged"  # mailing copies: a file each, or one
     print_command: str | None = None  # run with each flyer's path, e.g. "lp -d ward-office"
+    print_furigana: bool = False  # readings over the kanji of printed headings
     print_warm_up: bool = True  # start the PDF process at start-up, not at the first flyer
 
     line_channel_access_token: SecretStr | None = None

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from notifier.config import CHANNELS, Ward
+from notifier.config import CHANNELS, Ward, check_readings
 
 Channel = Literal["line", "x", "email", "print"]
 NOTICE_ID = r"^[A-Za-z0-9_-]{1,64}$"
@@ -95,7 +95,13 @@ class Notice(BaseModel):
     channels: list[Channel] = Field(default_factory=_all_channels, min_length=1)
     url: str | None = Field(default=None, max_length=2000)
     translations: dict[str, Translation] = Field(default_factory=dict)
+    readings: dict[str, str] = Field(default_factory=dict)  # furigana on paper: 石神井 → しゃくじい
     received_at: AwareDatetime | None = None
+
+    @field_validator("readings")
+    @classmethod
+    def _readings(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_readings(value)
 
     @field_validator("channels")
     @classmethod

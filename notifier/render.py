@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
 
 from notifier.config import PROJECT_ROOT, Settings
 from notifier.models import Alert, AnyNotice
@@ -64,6 +66,27 @@ def japanese_date(value: datetime) -> str:
     )
 
 
+def furigana(text: str, readings: dict[str, str]) -> Markup:
+    """``text`` escaped, each word of ``readings`` with its reading above it: an inline
+    block holding the reading and the word (WeasyPrint does not lay out <ruby>)."""
+    if not readings:
+        return escape(text)
+    words = sorted(readings, key=len, reverse=True)  # 練馬区 before 練馬
+    pattern = re.compile("|".join(re.escape(w) for w in words))
+    out, last = [], 0
+    for found in pattern.finditer(text):
+        out.append(escape(text[last : found.start()]))
+        word = found.group()
+        out.append(
+            Markup(
+                '<span class="ruby"><span class="rt">{}</span><span class="rb">{}</span></span>'
+            ).format(readings[word], word)
+        )
+        last = found.end()
+    out.append(escape(text[last:]))
+    return Markup("").join(out)
+
+
 class Templates:
     """The Jinja2 environment, made once at start-up.
 
@@ -81,6 +104,7 @@ class Templates:
             keep_trailing_newline=False,
         )
         self.env.filters["japanese_date"] = japanese_date
+        self.env.filters["furigana"] = furigana
 
     def context(self, notice: AnyNotice, lang: str) -> dict[str, Any]:
         ward = self.settings.ward
@@ -100,6 +124,9 @@ class Templates:
             "published": local,
             "public_url": self.settings.public_url,
             "alert": self._alert(notice, lang),
+            "readings": {**ward.readings, **notice.readings}
+            if self.settings.print_furigana and lang == "ja"
+            else {},
         }
 
     @staticmethod

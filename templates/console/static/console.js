@@ -41,13 +41,18 @@ function liveProgress(table) {
       const status = row.querySelector(".status");
       status.dataset.status = notice.status;
       status.textContent = names[notice.status] || notice.status;
+      const over = ["done", "failed", "cancelled"].includes(notice.status);
       for (const [channel, p] of Object.entries(notice.progress)) {
         const bar = row.querySelector(`progress[data-channel="${channel}"]`);
         const count = row.querySelector(`.count[data-channel="${channel}"]`);
-        if (bar) { bar.max = p.recipients || 1; bar.value = p.sent + p.failed; }
-        if (count) count.textContent = `${p.sent}/${p.recipients}` + (p.failed ? `（失敗 ${p.failed}）` : "");
+        const nobody = over && !p.recipients;  // no one on this channel chose these areas/topics
+        if (bar) { bar.max = p.recipients || 1; bar.value = p.sent + p.failed; bar.hidden = nobody; }
+        if (count) {
+          count.textContent = nobody ? "対象なし"
+            : `${p.sent}/${p.recipients}` + (p.failed ? `（失敗 ${p.failed}）` : "");
+        }
       }
-      if (!["done", "failed", "cancelled"].includes(notice.status)) moving = true;
+      if (!over) moving = true;
     }
     setTimeout(tick, moving ? 1000 : 5000);
   };
