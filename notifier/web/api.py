@@ -12,6 +12,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from notifier import intake
+from notifier.config import Settings
 from notifier.logs import event, mask
 from notifier.models import field_errors
 from notifier.store import STATUSES
@@ -82,11 +83,7 @@ async def get_announcement(request: web.Request) -> web.Response:
     found = await request.app[RUNTIME].notices.get(request.match_info["id"])
     if found is None:
         raise ApiError(404, "not_found", "no such announcement")
-    now = datetime.now(UTC)
-    for channel, progress in found["progress"].items():  # routine pushes wait out the night
-        until = settings.quiet_until(channel, now)
-        if until is not None and progress["pending"] and found["kind"] == "announcement":
-            progress["held_until"] = until.isoformat()
+    mark_held(found, settings, datetime.now(UTC))
     return json_response(found)
 
 
@@ -180,6 +177,14 @@ async def delete_subscriber(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", "no such subscriber")
     event(log, "subscriber.deleted", subscriber=subscriber_id, by=token.name, at=time.time())
     return json_response({"id": subscriber_id, "deleted": True})
+
+
+def mark_held(view: dict[str, Any], settings: Settings, now: datetime) -> None:
+    """Routine pushes wait out the night: say until when, on each channel that holds them."""
+    for channel, progress in view["progress"].items():
+        until = settings.quiet_until(channel, now)
+        if until is not None and progress["pending"] and view["kind"] == "announcement":
+            progress["held_until"] = until.isoformat()
 
 
 def _public(subscriber_id: str, channel: str) -> dict[str, str]:

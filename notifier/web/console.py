@@ -8,7 +8,7 @@ session's role; every form carries the session's CSRF token.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -20,6 +20,7 @@ from notifier.logs import event
 from notifier.render import TEMPLATES_DIR
 from notifier.tokens import Token, digest
 from notifier.web import forms
+from notifier.web.api import mark_held
 from notifier.web.app import RUNTIME, Refused, audit, json_response
 from notifier.web.guard import over
 from notifier.web.preview import previews
@@ -155,11 +156,7 @@ async def signout(request: web.Request) -> web.Response:
 
 async def notices(request: web.Request) -> web.Response:
     session = await need(request, "staff")
-    runtime = request.app[RUNTIME]
-    items = await runtime.notices.list(None, 100)
-    for item in items:  # in the ward's time, as staff read the clock
-        created = datetime.fromisoformat(item["created"]).astimezone(runtime.settings.tz)
-        item["created_local"] = created.strftime("%Y-%m-%d %H:%M")
+    items = await _listed(request)
     done = request.query.get("done")
     return page(request, "notices.html", session, notices=items, done=done)
 
@@ -167,7 +164,7 @@ async def notices(request: web.Request) -> web.Response:
 async def progress(request: web.Request) -> web.Response:
     """The notices' status and per-channel counts, for the list's progress bars."""
     await need(request, "staff")
-    items = await request.app[RUNTIME].notices.list(None, 100)
+    items = await _listed(request)
     return json_response(
         {
             "notices": [
@@ -175,6 +172,26 @@ async def progress(request: web.Request) -> web.Response:
             ]
         }
     )
+
+
+async def _listed(request: web.Request) -> list[dict[str, Any]]:
+    """The latest notices, with why a channel waits (paused, or the night's quiet hours)
+    and times in the ward's clock."""
+    runtime = request.app[RUNTIME]
+    settings = runtime.settings
+    items = await runtime.notices.list(None, 100)
+    paused, now = await runtime.notices.paused(), datetime.now(UTC)
+    for item in items:
+        created = datetime.fromisoformat(item["created"]).astimezone(settings.tz)
+        item["created_local"] = created.strftime("%Y-%m-%d %H:%M")
+        mark_held(item, settings, now)
+        for channel, progress in item["progress"].items():
+            if channel in paused and progress["pending"]:
+                progress["waits"] = "一時停止中"
+            elif "held_until" in progress:
+                until = datetime.fromisoformat(progress["held_until"]).astimezone(settings.tz)
+                progress["waits"] = f"夜間のため {until:%H:%M} まで保留"
+    return items
 
 
 async def cancel(request: web.Request) -> web.Response:

@@ -47,6 +47,8 @@ function liveProgress(table) {
         const count = row.querySelector(`.count[data-channel="${channel}"]`);
         const nobody = over && !p.recipients;  // no one on this channel chose these areas/topics
         if (bar) { bar.max = p.recipients || 1; bar.value = p.sent + p.failed; bar.hidden = nobody; }
+        const waits = row.querySelector(`.waits[data-channel="${channel}"]`);
+        if (waits) waits.textContent = p.waits || "";
         if (count) {
           count.textContent = nobody ? "対象なし"
             : `${p.sent}/${p.recipients}` + (p.failed ? `（失敗 ${p.failed}）` : "");

@@ -17,7 +17,7 @@ import pytest
 from notifier.config import Settings
 from notifier.runtime import Runtime
 from notifier.service import Service
-from tests.conftest import make_settings
+from tests.conftest import make_settings, wait_for
 
 PASSWORD = "correct horse battery staple"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -392,3 +392,46 @@ async def test_the_subscribers_page_counts_and_registers_without_listing_anyone(
     assert entry["action"] == "subscriber.create" and "花子" not in json.dumps(entry)
     status, page, _ = await console.get("/console/audit")
     assert status == 200 and "subscriber.create" in page and "花子" not in page
+
+
+@pytest.fixture
+async def at_night(tmp_path: Path, prefix: str) -> AsyncIterator[tuple[Settings, str]]:
+    """Quiet hours from an hour ago to two hours from now: routine LINE pushes wait."""
+    now = datetime.now(make_settings(tmp_path, prefix).tz)
+    hours = f"{(now - timedelta(hours=1)):%H:%M}-{(now + timedelta(hours=2)):%H:%M}"
+    settings = make_settings(tmp_path, prefix, quiet_hours=hours)
+    service = Service(settings, grace=5.0)
+    await service.start()
+    yield settings, f"http://127.0.0.1:{service.port}"
+    await service.stop()
+
+
+async def test_the_list_says_why_a_channel_waits(
+    at_night: tuple[Settings, str], runtime: Runtime, tokens: dict[str, str]
+) -> None:
+    settings, base = at_night
+    store = runtime.subscribers
+    await store.save([store.validate({"channel": "line", "address": "U" + "9" * 32})])
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        console = Console(http, base)
+        await console.sign_in(token=tokens["staff"])
+        await console.get("/console/compose")
+        form = {
+            "title": "夜の投稿",
+            "body": "朝に届きます。",
+            "topics": "garbage",
+            "channels": "line",
+        }
+        assert (await console.post("/console/compose", form))[0] == 303
+
+        async def line_waits() -> Any:
+            _, text, _ = await console.get("/console/notices/progress")
+            (notice,) = json.loads(text)["notices"]
+            return notice["progress"]["line"].get("waits")
+
+        until = (datetime.now(settings.tz) + timedelta(hours=2)).strftime("%H:%M")
+        assert await wait_for(line_waits) == f"夜間のため {until} まで保留"
+        _, page, _ = await console.get("/console/notices")
+        assert f"夜間のため {until} まで保留" in page
+        await runtime.redis.set(runtime.keys.paused("line"), "monthly limit")
+        assert await line_waits() == "一時停止中"
