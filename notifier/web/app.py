@@ -104,13 +104,18 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         )
 
 
+def bearer(request: web.Request) -> str | None:
+    """The token of an ``Authorization: Bearer …`` header, if the request has one."""
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    return credential.strip() if scheme.lower() == "bearer" and credential.strip() else None
+
+
 async def require(request: web.Request, role: str) -> Token:
     """The caller's token, if it grants ``role``: else 401 (who are you?) or 403 (not you)."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, credential = header.partition(" ")
-    if scheme.lower() != "bearer" or not credential.strip():
+    credential = bearer(request)
+    if credential is None:
         raise ApiError(401, "unauthenticated", "send Authorization: Bearer <token>")
-    token = await request.app[RUNTIME].tokens.check(credential.strip())
+    token = await request.app[RUNTIME].tokens.check(credential)
     if token is None:
         raise ApiError(401, "unauthenticated", "unknown or revoked token")
     if not token.may(role):

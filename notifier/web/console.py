@@ -14,6 +14,9 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from channels import REGISTRY
+from channels.email import UNSUBSCRIBE
+from channels.x_text import LIMIT, weight
 from notifier import intake
 from notifier.config import CHANNELS
 from notifier.logs import event
@@ -23,7 +26,6 @@ from notifier.web import forms
 from notifier.web.api import mark_held
 from notifier.web.app import RUNTIME, Refused, audit, json_response
 from notifier.web.guard import over
-from notifier.web.preview import previews
 from notifier.web.session import (
     Session,
     csrf_ok,
@@ -97,8 +99,9 @@ async def signin(request: web.Request) -> web.Response:
     if not csrf_ok(expected, form.get("csrf")) or request.cookies.get("notifier_signin") is None:
         raise Refused(page(request, "refused.html", None, 403, reason="csrf"))
     client = request.remote or "unknown"
-    window = SIGNIN_WINDOW
-    if await over(runtime, f"signin:ip:{client}", runtime.settings.signin_rate_per_ip, window):
+    limit = runtime.settings.signin_rate_per_ip
+    wait = await over(runtime, f"signin:ip:{client}", limit, SIGNIN_WINDOW)
+    if wait:
         await audit(request, ANONYMOUS, "console.signin", "-", "rate_limited")
         response = page(
             request,
@@ -109,7 +112,7 @@ async def signin(request: web.Request) -> web.Response:
             next=_next(request),
             error="試行が多すぎます。しばらくしてからもう一度お試しください。",
         )
-        response.headers["Retry-After"] = str(window)
+        response.headers["Retry-After"] = str(wait)
         return response
     who, proof, target = None, "", "token"
     token = forms.text(form, "token")
@@ -239,8 +242,10 @@ async def preview(request: web.Request) -> web.Response:
         notice = intake.validate(data, runtime.settings)
     except intake.Invalid as e:
         return json_response({"errors": forms.japanese(e.fields, runtime.settings), "html": ""})
-    shown = previews(runtime.templates, notice)
-    html = runtime.templates.page("console/previews.html", previews=shown)
+    shown = {c: REGISTRY[c].compose(runtime.templates, notice, "ja") for c in notice.channels}
+    html = runtime.templates.page(  # what the workers will send, so staff see what residents get
+        "console/previews.html", previews=shown, weight=weight, limit=LIMIT, unsubscribe=UNSUBSCRIBE
+    )
     return json_response({"errors": {}, "html": html})
 
 

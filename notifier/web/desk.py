@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from channels import REGISTRY
 from notifier.alerts import AlertRefused, validate
 from notifier.intake import Invalid
 from notifier.logs import event
@@ -80,15 +81,16 @@ async def confirm(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     store, settings = runtime.subscribers, runtime.settings
     audience: dict[str, str] = {}
-    for channel in alert.channels:
-        if alert.drill:  # drills reach the test audience only, and never X
-            if channel != "x":
-                audience[channel] = f"訓練の送り先 {len(settings.alert_test_audience):,}人"
-        elif channel == "x":
-            audience[channel] = "公開の投稿（フォロワー全員）"
-        elif channel == "print":
+    for channel in alert.channels:  # by the channel's kind of audience, as dispatch goes
+        kind = REGISTRY[channel].audience
+        if kind == "areas":
             areas = len(alert.areas) or len(settings.ward.areas)
             audience[channel] = f"掲示用チラシ {areas}地域"
+        elif kind == "public":
+            if not alert.drill:  # a drill is never posted for everyone to see
+                audience[channel] = "公開の投稿（フォロワー全員）"
+        elif alert.drill:  # drills reach the test audience only
+            audience[channel] = f"訓練の送り先 {len(settings.alert_test_audience):,}人"
         else:
             audience[channel] = f"{await store.audience_size(channel, alert.areas):,}人"
     return page(

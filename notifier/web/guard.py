@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import time
-
 from aiohttp import web
 
 from notifier.runtime import Runtime
-from notifier.web.app import RUNTIME, ApiError, Handler
+from notifier.tokens import digest
+from notifier.web.app import RUNTIME, ApiError, Handler, bearer
 
 # scripts only from the service itself; inline styles for the pages' and mails' own styling
 CSP = (
@@ -44,26 +42,30 @@ async def api_limits(request: web.Request, handler: Handler) -> web.StreamRespon
         runtime = request.app[RUNTIME]
         settings = runtime.settings
         client = request.remote or "unknown"
-        if await over(runtime, f"api:ip:{client}", settings.api_rate_per_ip, 60):
-            raise too_many("too many requests from this address")
-        scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and credential.strip():
-            token = hashlib.sha256(credential.strip().encode()).hexdigest()[:32]
-            if await over(runtime, f"api:token:{token}", settings.api_rate_per_token, 60):
-                raise too_many("too many requests with this token")
+        wait = await over(runtime, f"api:ip:{client}", settings.api_rate_per_ip, 60)
+        if wait:
+            raise too_many("too many requests from this address", wait)
+        credential = bearer(request)
+        if credential is not None:
+            token = digest(credential)[:32]
+            wait = await over(runtime, f"api:token:{token}", settings.api_rate_per_token, 60)
+            if wait:
+                raise too_many("too many requests with this token", wait)
     return await handler(request)
 
 
-def too_many(message: str, window: int = 60) -> ApiError:
-    wait = window - int(time.time()) % window
+def too_many(message: str, wait: int) -> ApiError:
     return ApiError(429, "too_many_requests", message, headers={"Retry-After": str(wait)})
 
 
-async def over(runtime: Runtime, name: str, limit: int, window: int) -> bool:
-    """Count one request in the current window; True once past ``limit``."""
-    key = runtime.keys.rate_limit(f"{name}:{int(time.time() // window)}")
+async def over(runtime: Runtime, name: str, limit: int, window: int) -> int:
+    """Count one request against ``name``'s window, which opens with its first request and
+    lasts ``window`` seconds: 0 while within ``limit``, else the seconds the window has
+    left (for Retry-After)."""
+    key = runtime.keys.rate_limit(name)
     async with runtime.redis.pipeline(transaction=True) as pipe:
         pipe.incr(key)
-        pipe.expire(key, window + 1)
-        count, _ = await pipe.execute()
-    return int(count) > limit
+        pipe.expire(key, window, nx=True)
+        pipe.ttl(key)
+        count, _, ttl = await pipe.execute()
+    return max(int(ttl), 1) if int(count) > limit else 0

@@ -28,6 +28,7 @@ from notifier.models import field_errors
 from notifier.runtime import Runtime
 from notifier.streams import as_text
 from notifier.web.app import RUNTIME, log
+from notifier.web.guard import over
 
 IN_JAPANESE = {
     "address": "メールアドレスを確かめてください（例：nerima@example.jp）。",
@@ -87,13 +88,6 @@ async def form(request: web.Request) -> web.Response:
     return page(request, "web/subscribe.html", values={"areas": [], "topics": []}, errors={})
 
 
-async def over_limit(runtime: Runtime, key: str, limit: tuple[int, int]) -> bool:
-    count = int(await runtime.redis.incr(key))
-    if count == 1:
-        await runtime.redis.expire(key, limit[1])
-    return count > limit[0]
-
-
 async def subscribe(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     data = await request.post()
@@ -112,8 +106,8 @@ async def subscribe(request: web.Request) -> web.Response:
     k = runtime.keys
     client = request.remote or "unknown"
     digest = store.lookup_hash("email", sub.address)
-    if await over_limit(runtime, k.rate_limit(f"subscribe:ip:{client}"), PER_IP) or (
-        await over_limit(runtime, k.rate_limit(f"subscribe:addr:{digest}"), PER_ADDRESS)
+    if await over(runtime, f"subscribe:ip:{client}", *PER_IP) or (
+        await over(runtime, f"subscribe:addr:{digest}", *PER_ADDRESS)
     ):
         return message_page(
             request,

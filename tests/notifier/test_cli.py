@@ -34,11 +34,12 @@ def env_for(prefix: str, tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def notifier(
-    env: dict[str, str], *args: str, cwd: Path | None = None
+    env: dict[str, str], *args: str, cwd: Path | None = None, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "notifier", *args],
         env=env,
+        input=stdin,
         cwd=cwd or ROOT,
         capture_output=True,
         text=True,

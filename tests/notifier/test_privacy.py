@@ -7,10 +7,7 @@ import csv
 import io
 import json
 import logging
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -20,9 +17,10 @@ from notifier.config import Settings
 from notifier.logs import JsonFormatter
 from notifier.runtime import Runtime
 from notifier.service import Service
-from tests.conftest import REDIS_URL, ROOT, SECRET_KEY, Api, announcement, line_settings, wait_for
+from tests.conftest import SECRET_KEY, Api, announcement, line_settings, wait_for
 from tests.fake_line import FakeLine
 from tests.line_events import body_and_headers, follow, payload, unfollow
+from tests.notifier.test_cli import env_for, notifier
 from tests.notifier.test_pipeline import add, done, read_eml
 from tests.notifier.web.test_console import Console
 
@@ -145,36 +143,12 @@ async def test_a_whole_run_logs_no_personal_data(
                 assert value not in dump, (value, key)
 
 
-def notifier(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "notifier", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
-
-
-def environment(tmp_path: Path, prefix: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-    env.update(
-        NOTIFIER_REDIS_URL=REDIS_URL,
-        NOTIFIER_REDIS_PREFIX=prefix,
-        NOTIFIER_SECRET_KEY=SECRET_KEY,
-        NOTIFIER_OUTBOX_DIR=str(tmp_path / "outbox"),
-        **extra,
-    )
-    return env
-
-
 async def test_export_needs_an_admin_token_and_is_audited(
     runtime: Runtime, tokens: dict[str, str], tmp_path: Path, prefix: str
 ) -> None:
     await add(runtime, channel="email", address=EMAIL, name=NAME, areas=["nerima"])
     await add(runtime, channel="line", address=LINE_USER, language="en")
-    env = environment(tmp_path, prefix)
+    env = env_for(prefix, tmp_path, NOTIFIER_SECRET_KEY=SECRET_KEY)
     refused = notifier({**env, "NOTIFIER_TOKEN": tokens["staff"]}, "subscribers", "export")
     assert refused.returncode == 2 and EMAIL not in refused.stdout
     out = tmp_path / "export.csv"
@@ -204,7 +178,7 @@ async def test_rotate_key_reseals_everything_under_the_new_key(
     people = {"email": EMAIL, "line": LINE_USER, "print": POSTAL}
     ids = {c: await add(runtime, channel=c, address=a, name=NAME) for c, a in people.items()}
     before = await runtime.redis.hgetall(runtime.keys.contacts)
-    env = environment(tmp_path, prefix)
+    env = env_for(prefix, tmp_path, NOTIFIER_SECRET_KEY=SECRET_KEY)
     assert notifier(env, "rotate-key").returncode == 2  # no previous key named
     new_key = "a-new-secret-key-for-the-ward"
     rotated = notifier(
@@ -229,3 +203,29 @@ async def test_rotate_key_reseals_everything_under_the_new_key(
     assert len(await runtime.redis.hgetall(runtime.keys.subscriber_lookup)) == 3
     (entry, *_) = await runtime.audit.recent()
     assert (entry["action"], entry["outcome"], entry["count"]) == ("rotate-key", "ok", "3")
+
+
+async def test_accounts_are_added_listed_and_removed_with_their_sessions(
+    runtime: Runtime, tmp_path: Path, prefix: str
+) -> None:
+    env = env_for(prefix, tmp_path, NOTIFIER_SECRET_KEY=SECRET_KEY)
+    short = notifier(env, "account", "add", "yamada", "--role", "staff", stdin="short\n")
+    assert short.returncode == 2 and "12 characters" in short.stderr
+    password = "a long enough password"
+    made = notifier(env, "account", "add", "yamada", "--role", "staff", stdin=password + "\n")
+    assert made.returncode == 0, made.stderr
+    assert notifier(env, "account", "list").stdout == "yamada\tstaff\n"
+    who = await runtime.accounts.check("yamada", password)
+    assert who is not None and who.role == "staff"
+    stored = json.dumps(
+        {
+            k.decode(): v.decode()
+            for k, v in (await runtime.redis.hgetall(runtime.keys.accounts)).items()
+        }
+    )
+    assert password not in stored and "$argon2id$" in stored
+    assert notifier(env, "account", "remove", "yamada").returncode == 0
+    assert await runtime.accounts.check("yamada", password) is None
+    actions = [(e["action"], e["outcome"]) for e in await runtime.audit.recent()]
+    assert ("account.add", "ok") in actions and ("account.remove", "ok") in actions
+    assert password not in json.dumps(await runtime.audit.recent())

@@ -143,7 +143,8 @@ async def test_sessions_end_when_idle_when_old_at_sign_out_and_when_tampered(
     await console.sign_in(name=hanako, password=PASSWORD)
     cookie = next(c for c in console.session.cookie_jar if c.key == "notifier_session")
     session_id, _, signature = cookie.value.rpartition(".")
-    forged = {"notifier_session": session_id[:-1] + "A" + "." + signature}
+    other = "B" if session_id.endswith("A") else "A"  # one character changed, surely
+    forged = {"notifier_session": session_id[:-1] + other + "." + signature}
     async with console.session.get(
         console.base + "/console/notices", cookies=forged, allow_redirects=False
     ) as r:
@@ -353,6 +354,10 @@ async def test_the_emergency_desk_confirms_with_the_audience_then_issues(
     assert sizes["line"] == "2人" and sizes["email"] == "1人"  # Nerima + the whole ward
     assert sizes["x"].startswith("公開") and sizes["print"] == "掲示用チラシ 1地域"
     assert await runtime.notices.list() == []  # nothing is sent before the second step
+    _, page, _ = await console.post("/console/emergency/confirm", [*form, ("drill", "on")])
+    drill = dict(re.findall(r'data-channel="(\w+)"><th scope="row">[^<]+</th><td>([^<]+)<', page))
+    assert "x" not in drill and drill["line"] == "訓練の送り先 0人"  # never on X
+    assert drill["print"] == "掲示用チラシ 1地域"  # flyers are made for drills too
     status, _, r = await console.post("/console/emergency/issue", form)
     assert status == 303 and r.headers["Location"] == "/console/emergency?done=queued"
     (alert,) = await runtime.notices.list()
