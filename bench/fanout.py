@@ -33,6 +33,7 @@ from linebot.v3.messaging import (
     Configuration,
     PushMessageRequest,
 )
+from pydantic import SecretStr
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -106,6 +107,51 @@ async def naive(fake_url: str, users: list[str]) -> float:
     elapsed = time.perf_counter() - started
     await client.close()
     return elapsed
+
+
+async def floor(
+    settings: Any,
+    fake: asyncio.subprocess.Process,
+    fake_url: str,
+    content: dict[str, Any],
+    requests: int,
+    inflight: int,
+) -> dict[str, float]:
+    """The same number of multicasts of the same messages, 500 made-up ids each, sent from
+    memory by one process through the service's LINE client (no Redis, no audience, no
+    sealed ids) to a fake of their own, ``inflight`` at a time: what the SDK and the fake
+    alone cost on this machine. ``floor_cores_s`` is that CPU spread over every core: no
+    fan-out through this SDK to this fake can finish sooner here."""
+    from linebot.v3.messaging import Message
+
+    from channels.line import Multicast, messaging_api
+
+    settings = settings.model_copy(
+        update={"line_api_url": fake_url, "line_channel_access_token": SecretStr(TOKEN)}
+    )
+    client, api = messaging_api(settings, inflight)
+    messages = [Message.from_dict(m) for m in content["messages"]]
+    bodies = iter(range(requests))
+
+    ids = [f"U{i:032x}" for i in range(500)]  # made before the clock starts
+
+    async def sender() -> None:
+        for _ in bodies:
+            request = Multicast.construct(to=ids, messages=messages, notification_disabled=False)
+            await api.multicast_with_http_info(request, x_line_retry_key=str(uuid.uuid4()))
+
+    cpu = [time.process_time(), cpu_seconds(fake.pid)]
+    started = time.perf_counter()
+    await asyncio.gather(*(sender() for _ in range(inflight)))
+    seconds = time.perf_counter() - started
+    used = [time.process_time() - cpu[0], cpu_seconds(fake.pid) - cpu[1]]
+    await client.close()
+    return {
+        "floor_s": round(seconds, 3),
+        "floor_cpu_ms_sender": round(used[0] * 1000 / requests, 2),
+        "floor_cpu_ms_fake": round(used[1] * 1000 / requests, 2),
+        "floor_cores_s": round(sum(used) / (os.cpu_count() or 1), 3),
+    }
 
 
 async def start_fake_line(rate: float) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
@@ -260,6 +306,17 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             for part, seconds in zip(("service", "fake", "redis"), cpu_used, strict=True)
         }
         figures.update(per_request)
+        if args.floor:
+            fake_floor, where_floor = await start_fake_line(args.rate)
+            processes.append(fake_floor)
+            rendered = await runtime.redis.hget(runtime.keys.rendered(notice_id), "line:ja")
+            assert rendered is not None
+            content = json.loads(rendered)
+            figures.update(
+                await floor(
+                    settings, fake_floor, where_floor["url"], content, stats["multicasts"], 64
+                )
+            )
         naive_users = [f"U{i:032x}" for i in range(args.naive)]
         naive_s = await naive(where["url"], naive_users)
         ours_per_recipient = (stats["last"] - posted) / max(1, stats["recipients"])
@@ -295,6 +352,11 @@ def main() -> int:
         metavar="PREFIX",
         help="use this Redis prefix and keep its keys: a re-run reuses the loaded subscribers",
     )
+    p.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time as many multicasts sent from memory (the SDK and the fake alone)",
+    )
     p.add_argument("--tmp", default="/tmp/notifier-bench")
     p.add_argument("--json", action="store_true")
     p.add_argument("--service-log", default="WARNING", help="the service's log level")
@@ -321,6 +383,13 @@ def main() -> int:
         f"fake {figures['cpu_ms_per_request_fake']}, redis {figures['cpu_ms_per_request_redis']}"
     )
     print(f"service peak RSS:          {figures['service_peak_rss_mib']} MiB")
+    if args.floor:
+        print(
+            f"floor (same multicasts from memory): {figures['floor_s']:.3f} s, CPU ms a "
+            f"multicast: sender {figures['floor_cpu_ms_sender']}, "
+            f"fake {figures['floor_cpu_ms_fake']}; over {os.cpu_count()} cores "
+            f"{figures['floor_cores_s']:.3f} s"
+        )
     print(
         f"naive (push per user):     {figures['naive_recipients']:,} in "
         f"{figures['naive_s']} s = {figures['naive_recipients_per_s']}/s"

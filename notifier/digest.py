@@ -24,13 +24,14 @@ from notifier.config import Settings
 from notifier.keys import Keys
 from notifier.logs import event
 from notifier.models import Alert, parse_notice
-from notifier.pdf import PdfMaker
+from notifier.pdf import PdfMaker, save
 from notifier.render import alert_marks, bracketed
 from notifier.runtime import Runtime
 
 log = logging.getLogger("notifier.digest")
 
 REIWA = date(2019, 5, 1)
+COPIES_A_CALL = 50  # mailing copies a PDF process makes from one layout of the notices
 
 
 def era_date(day: date, with_year: bool = True) -> str:
@@ -113,9 +114,11 @@ class DigestBuilder:
             event(log, "digest.empty", area=area, week=period.label)
             return []
         values = self._values(area, period, sections, mine)
-        html = self.templates.page("print/digest.html", **values)
-        written = [await self.pdf.write(html, folder / f"{area}.pdf")]
-        written += await self._mailing(area, folder / "mail", values)
+        body = self.templates.page("print/digest.html", **values) if sections else None
+        cover = self.templates.page("print/cover.html", **values, resident=None)
+        (pdf,) = await self.pdf.booklets(body, [cover])
+        written = [await save(pdf, folder / f"{area}.pdf")]
+        written += await self._mailing(area, folder / "mail", values, body)
         count = sum(len(s["entries"]) for s in sections)
         event(log, "digest.built", area=area, week=period.label, notices=count)
         return written
@@ -131,7 +134,6 @@ class DigestBuilder:
             "alerts": alerts,
             "font_size": self.settings.print_font_size,
             "phone": ward.phone,
-            "residents": [],
         }
 
     async def _sections(self, area: str, period: Period) -> list[dict[str, Any]]:
@@ -191,9 +193,13 @@ class DigestBuilder:
             found.append((alert, view))
         return found
 
-    async def _mailing(self, area: str, folder: Path, values: dict[str, Any]) -> list[Path]:
+    async def _mailing(
+        self, area: str, folder: Path, values: dict[str, Any], body: str | None
+    ) -> list[Path]:
         """A copy for each resident registered for print in the area (or the whole ward),
-        with the address block on the first page: one file each, or one for the print shop."""
+        with the address block on the first page: one file each, or one for the print shop.
+        The notices' pages are the area digest's; only each copy's front matter is laid out
+        for its resident."""
         audience = await self.subscribers.audience("print", [area], None)
         ids = sorted(set().union(*audience.by_language.values())) if audience.by_language else []
         if not ids:
@@ -204,13 +210,18 @@ class DigestBuilder:
             for sid in ids
             if sid in found
         ]
+        covers = [
+            self.templates.page("print/cover.html", **values, resident=resident)
+            for resident in residents
+        ]
         if self.settings.print_mail == "merged":
-            html = self.templates.page("print/digest.html", **{**values, "residents": residents})
-            return [await self.pdf.write(html, folder / f"{area}.pdf")]
+            (pdf,) = await self.pdf.booklets(body, covers, merged=True)
+            return [await save(pdf, folder / f"{area}.pdf")]
         written = []
-        for resident in residents:
-            html = self.templates.page("print/digest.html", **{**values, "residents": [resident]})
-            written.append(await self.pdf.write(html, folder / f"{area}-{resident['id']}.pdf"))
+        for start in range(0, len(residents), COPIES_A_CALL):
+            pdfs = await self.pdf.booklets(body, covers[start : start + COPIES_A_CALL])
+            for resident, pdf in zip(residents[start:], pdfs, strict=False):  # as many as pdfs
+                written.append(await save(pdf, folder / f"{area}-{resident['id']}.pdf"))
         return written
 
 

@@ -49,6 +49,7 @@ log = logging.getLogger("notifier.dispatch")
 GROUP = "dispatch"
 FINISHED = (b"cancelled", b"done", b"failed")  # nothing for the dispatcher to do
 ID_NAMESPACE = uuid.UUID("6f1d3a52-4d0e-4a55-9d3c-2f7a0c0b7e11")
+CHANNEL_TEMPLATES = ("line", "x", "email", "print")  # what the channels compose from
 
 
 @dataclass
@@ -96,6 +97,7 @@ class Dispatcher:
         self.metrics = metrics
         self.consumer = consumer_name()
         self.cutter = Cutter(redis, keys)
+        templates.load(*CHANNEL_TEMPLATES)  # at start-up, not when an alert is waiting
 
     async def run(self, stop: asyncio.Event) -> None:
         """Read both intake streams at once: an alert never waits while a routine

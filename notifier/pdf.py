@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from threading import Barrier
@@ -31,8 +32,38 @@ _images: dict[str, Any] = {}
 _peers: Barrier | None = None
 
 
+# where a contents entry's page number goes, in a digest's front matter (a comment: an
+# escaped title can't make one)
+PAGE_OF = re.compile(r"<!--page-of:([^>]+)-->")
+
+
 def render(html: str) -> bytes:
     """One PDF from one HTML document (runs in a PDF process)."""
+    pdf: bytes = _layout(html).write_pdf()
+    return pdf
+
+
+def render_booklets(body: str | None, covers: list[str], merged: bool = False) -> list[bytes]:
+    """Copies of one booklet: each cover's pages, then the body's (runs in a PDF process).
+
+    The body is laid out once for every copy; then each cover, with each contents entry's
+    page (its anchor's page in the body, counted from 1) written into it. One PDF a
+    cover, or with ``merged`` one PDF of every copy in turn."""
+    inner = _layout(body) if body is not None else None
+    pages = inner.pages if inner is not None else []
+    page_of = {name: n for n, page in enumerate(pages, 1) for name in page.anchors}
+    copies = []
+    for cover in covers:
+        front = _layout(PAGE_OF.sub(lambda m: str(page_of[m[1]]), cover))
+        copies.append((front, [*front.pages, *pages]))
+    if merged:
+        every = [page for _, copy_pages in copies for page in copy_pages]
+        return [copies[0][0].copy(every).write_pdf()] if copies else []
+    return [front.copy(copy_pages).write_pdf() for front, copy_pages in copies]
+
+
+def _layout(html: str) -> Any:
+    """A laid-out WeasyPrint document, with the process's fonts and decoded images."""
     global _fonts
     from weasyprint import HTML  # imported in the worker: the service process stays small
     from weasyprint.text.fonts import FontConfiguration
@@ -42,8 +73,7 @@ def render(html: str) -> bytes:
     if len(_images) > IMAGES_KEPT:
         _images.clear()
     document = HTML(string=html, base_url=str(Path.cwd()))
-    pdf: bytes = document.write_pdf(font_config=_fonts, cache=_images)
-    return pdf
+    return document.render(font_config=_fonts, cache=_images)
 
 
 def _load(peers: Barrier) -> None:
@@ -100,12 +130,17 @@ class PdfMaker:
         assert self._pool is not None
         return await asyncio.get_running_loop().run_in_executor(self._pool, render, html)
 
-    async def write(self, html: str, path: Path) -> Path:
-        from channels.outbox import write_atomic  # channels use this module too
+    async def booklets(
+        self, body: str | None, covers: list[str], merged: bool = False
+    ) -> list[bytes]:
+        """``render_booklets`` in a PDF process."""
+        await self.start()
+        assert self._pool is not None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, render_booklets, body, covers, merged)
 
-        pdf = await self.make(html)
-        await asyncio.to_thread(write_atomic, path, pdf)
-        return path
+    async def write(self, html: str, path: Path) -> Path:
+        return await save(await self.make(html), path)
 
     def close(self) -> None:
         if self._started is not None:
@@ -114,6 +149,14 @@ class PdfMaker:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+async def save(pdf: bytes, path: Path) -> Path:
+    """Write a PDF whole (a crash never leaves half a file)."""
+    from channels.outbox import write_atomic  # channels use this module too
+
+    await asyncio.to_thread(write_atomic, path, pdf)
+    return path
 
 
 def processes_for_digest() -> int:

@@ -106,6 +106,12 @@ class Templates:
         self.env.filters["japanese_date"] = japanese_date
         self.env.filters["furigana"] = furigana
 
+    def load(self, *folders: str) -> None:
+        """Compile the templates under ``folders`` now: the first notice would otherwise
+        wait for it (20 ms for a LINE bubble)."""
+        for name in self.env.list_templates(filter_func=lambda n: n.split("/")[0] in folders):
+            self.env.get_template(name)
+
     def context(self, notice: AnyNotice, lang: str) -> dict[str, Any]:
         ward = self.settings.ward
         local = notice.effective_at.astimezone(self.settings.tz)

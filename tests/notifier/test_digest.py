@@ -5,6 +5,8 @@ mailing copy's address block; the schedule and the catch-up after downtime."""
 from __future__ import annotations
 
 import asyncio
+import io
+import itertools
 import math
 import re
 from collections.abc import AsyncIterator
@@ -18,7 +20,7 @@ from pypdf import PdfReader
 from notifier import alerts, intake
 from notifier.config import Settings
 from notifier.digest import DigestBuilder, Period, build_due, era_date, last_fire, week_before
-from notifier.pdf import PdfMaker
+from notifier.pdf import PdfMaker, render_booklets
 from notifier.runtime import Runtime
 from notifier.scheduler import Scheduler
 from notifier.service import Service
@@ -57,23 +59,19 @@ def settings(tmp_path: Path, prefix: str) -> Settings:
     return make_settings(tmp_path, prefix, print_command=f"cp -t {tmp_path / 'printer'}")
 
 
+async def register(runtime: Runtime, address: str, name: str, areas: list[str]) -> None:
+    """A resident registered for print (an empty ``areas``: the whole ward)."""
+    store = runtime.subscribers
+    await store.save(
+        [store.validate({"channel": "print", "address": address, "name": name, "areas": areas})]
+    )
+
+
 @pytest.fixture
 async def delivered(runtime: Runtime, settings: Settings) -> AsyncIterator[dict[str, str]]:
     """Three announcements (Nerima, the whole ward, Oizumi) and an alert for Nerima,
     delivered on print; a resident registered for print in Nerima."""
-    store = runtime.subscribers
-    await store.save(
-        [
-            store.validate(
-                {
-                    "channel": "print",
-                    "address": "〒176-8501 東京都練馬区豊玉北6-12-1",
-                    "name": "練馬花子",
-                    "areas": ["nerima"],
-                }
-            )
-        ]
-    )
+    await register(runtime, "〒176-8501 東京都練馬区豊玉北6-12-1", "練馬花子", ["nerima"])
     ids: dict[str, str] = {}
     for key, fields in {
         "nerima": {"title": "粗大ごみの収集日が変わります", "areas": ["nerima"]},
@@ -185,10 +183,13 @@ async def test_each_area_gets_a_legible_a4_digest_of_its_own_notices(
     assert "https://www.city.nerima.tokyo.jp/kenko/" in text.replace("\n", "")  # may wrap
     assert "大泉地域のお祭り" not in text
     pages = [page.extract_text().replace(" ", "") for page in PdfReader(nerima).pages]
+    # the front matter is unnumbered; the notices' pages say "N/M" at their foot, from 1
+    numbered = {int(m[1]): text for text in pages if (m := re.search(r"\n(\d+)/\d+$", text))}
+    assert sorted(numbered) == list(range(1, len(pages))), pages  # the cover fits one page
     for title in ("粗大ごみの収集日が変わります", "区民健康診断のお知らせ"):  # contents → its page
         listed = re.search(f"{title}　…　(\\d+)ページ", pages[0])
         assert listed, pages[0]
-        assert 1 < int(listed[1]) <= len(pages) and title in pages[int(listed[1]) - 1]
+        assert title in numbered[int(listed[1])]
     other = text_of(oizumi).replace(" ", "")
     assert "大泉地域のお祭り" in other and "区民健康診断のお知らせ" in other
     assert "粗大ごみの収集日が変わります" not in other and "避難指示" not in other
@@ -196,6 +197,58 @@ async def test_each_area_gets_a_legible_a4_digest_of_its_own_notices(
     mailing = PdfReader(folder / "mail" / "nerima.pdf")
     first_page = mailing.pages[0].extract_text().replace(" ", "").replace("\n", "")
     assert "練馬花子様" in first_page and "豊玉北6-12-1" in first_page
+
+
+async def test_mailing_copies_carry_their_own_address_over_the_areas_pages(
+    runtime: Runtime, settings: Settings, delivered: dict[str, str]
+) -> None:
+    await register(runtime, "〒177-0041 東京都練馬区石神井町3-30-1", "石神井太郎", [])  # every area
+    now = datetime.now(settings.tz)
+    period = Period(now - timedelta(hours=1), now + timedelta(minutes=5))
+    pdf = PdfMaker()
+    try:
+        builder = DigestBuilder(runtime, pdf)
+        await builder.build(period, ["nerima"])  # merged: one file for the print shop
+        builder.settings = settings.model_copy(update={"print_mail": "each"})
+        each = [p for p in await builder.build(period, ["nerima"]) if p.parent.name == "mail"]
+    finally:
+        pdf.close()
+
+    def pages(path: Path) -> list[str]:
+        return [page.extract_text().replace(" ", "") for page in PdfReader(path).pages]
+
+    folder = settings.print_dir / period.label
+    general = pages(folder / "nerima.pdf")
+    merged = pages(folder / "mail" / "nerima.pdf")
+    names = ("練馬花子様", "石神井太郎様")
+
+    def parts(booklet: list[str]) -> tuple[str, list[str]]:
+        """(front matter, notices' pages): those are numbered "N/M" at their foot."""
+        body = [text for text in booklet if re.search(r"\n\d+/\d+$", text)]
+        return "".join(text for text in booklet if text not in body), body
+
+    starts = [i for i, text in enumerate(merged) if "くらしのお知らせ" in text] + [len(merged)]
+    copies = [merged[a:b] for a, b in itertools.pairwise(starts)]
+    assert len(copies) == 2 and sorted(pages(path) for path in each) == sorted(copies)
+    front, body = parts(general)
+    for copy in copies:
+        own_front, own_body = parts(copy)
+        assert own_body == body  # the area's notices' pages, numbered the same
+        assert sum(name in own_front.replace("\n", "") for name in names) == 1
+        assert re.findall(r"…(\d+)ページ", own_front) == re.findall(r"…(\d+)ページ", front)
+    assert not any(name in "".join(general) for name in names)
+
+
+def test_a_booklet_fills_in_the_contents_pages_and_may_have_no_body() -> None:
+    cover = "<p>A …<!--page-of:a-->ページ</p><p>B …<!--page-of:b-->ページ</p>"
+    body = '<p id="a">A</p><p id="b" style="break-before: page">B</p>'
+    (booklet,) = render_booklets(body, [cover])
+    reader = PdfReader(io.BytesIO(booklet))
+    assert len(reader.pages) == 3
+    front = reader.pages[0].extract_text().replace(" ", "")
+    assert "A…1ページ" in front and "B…2ページ" in front
+    alone = render_booklets(None, ["<p>この期間のお知らせはありません。</p>", "<p>C</p>"])
+    assert [len(PdfReader(io.BytesIO(pdf)).pages) for pdf in alone] == [1, 1]
 
 
 async def test_an_alert_makes_a_one_page_flyer_per_affected_area(

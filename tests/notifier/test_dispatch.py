@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from channels.line import LineChannel
 from notifier.dispatch import Dispatcher
+from notifier.models import parse_notice
 from notifier.runtime import Runtime
 from notifier.service import Service
 from tests.conftest import Api, announcement, wait_for
@@ -173,3 +175,28 @@ async def test_an_alert_written_straight_onto_the_intake_stream_is_refused(
         b"alerts are issued through POST /api/alerts"
     ] * 2
     assert await runtime.redis.zcard(runtime.keys.notices) == 0
+
+
+def test_the_channels_templates_are_compiled_at_start_not_when_an_alert_waits(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = runtime.templates.env
+    assert env.loader is not None
+    loaded: list[str] = []
+    read = env.loader.get_source
+
+    def get_source(environment: Any, name: str) -> Any:
+        loaded.append(name)
+        return read(environment, name)
+
+    monkeypatch.setattr(env.loader, "get_source", get_source)
+    dispatcher(runtime)
+    assert {"line/announcement.json", "x/announcement.txt", "print/flyer.html"} <= set(loaded)
+    assert "email/announcement.html" in loaded
+    before = len(loaded)
+    notice = parse_notice(
+        {**announcement(channels=["line"]), "id": "n1", "received_at": "2026-11-26T09:00:00Z"},
+        context={"ward": runtime.settings.ward, "now": None},
+    )
+    LineChannel.compose(runtime.templates, notice, "ja")
+    assert len(loaded) == before  # nothing read or compiled while a notice waits
