@@ -21,7 +21,7 @@ from notifier.service import Service
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_KEY = "test-secret-key"
-REDIS_URL = os.environ.get("NOTIFIER_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = os.environ.get("NOTIFIER_REDIS_URL", "redis://127.0.0.1:6379/15")  # as scripts/test
 
 
 @pytest.fixture(scope="session", autouse=True)
