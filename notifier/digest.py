@@ -31,7 +31,7 @@ from notifier.runtime import Runtime
 log = logging.getLogger("notifier.digest")
 
 REIWA = date(2019, 5, 1)
-COPIES_A_CALL = 50  # mailing copies a PDF process makes from one layout of the notices
+FILES_A_CALL = 50  # PDF files a PDF process makes from one layout of an area's notices
 
 
 def era_date(day: date, with_year: bool = True) -> str:
@@ -115,10 +115,23 @@ class DigestBuilder:
             return []
         values = self._values(area, period, sections, mine)
         body = self.templates.page("print/digest.html", **values) if sections else None
-        cover = self.templates.page("print/cover.html", **values, resident=None)
-        (pdf,) = await self.pdf.booklets(body, [cover])
-        written = [await save(pdf, folder / f"{area}.pdf")]
-        written += await self._mailing(area, folder / "mail", values, body)
+
+        def cover(resident: dict[str, str] | None) -> str:
+            return self.templates.page("print/cover.html", **values, resident=resident)
+
+        # the area's digest, then the mailing copies (a file each, or one for the print shop)
+        files = [(folder / f"{area}.pdf", [cover(None)])]
+        residents = await self._residents(area)
+        if residents and self.settings.print_mail == "merged":
+            files.append((folder / "mail" / f"{area}.pdf", [cover(r) for r in residents]))
+        elif residents:
+            files += [(folder / "mail" / f"{area}-{r['id']}.pdf", [cover(r)]) for r in residents]
+        written = []
+        for start in range(0, len(files), FILES_A_CALL):  # the notices laid out once a call
+            chunk = files[start : start + FILES_A_CALL]
+            pdfs = await self.pdf.booklets(body, [covers for _, covers in chunk])
+            for (path, _), pdf in zip(chunk, pdfs, strict=True):
+                written.append(await save(pdf, path))
         count = sum(len(s["entries"]) for s in sections)
         event(log, "digest.built", area=area, week=period.label, notices=count)
         return written
@@ -193,36 +206,17 @@ class DigestBuilder:
             found.append((alert, view))
         return found
 
-    async def _mailing(
-        self, area: str, folder: Path, values: dict[str, Any], body: str | None
-    ) -> list[Path]:
-        """A copy for each resident registered for print in the area (or the whole ward),
-        with the address block on the first page: one file each, or one for the print shop.
-        The notices' pages are the area digest's; only each copy's front matter is laid out
-        for its resident."""
+    async def _residents(self, area: str) -> list[dict[str, str]]:
+        """The residents registered for print in the area (or the whole ward), each with
+        the address block of their mailing copy."""
         audience = await self.subscribers.audience("print", [area], None)
         ids = sorted(set().union(*audience.by_language.values())) if audience.by_language else []
-        if not ids:
-            return []
         found = await self.subscribers.addresses(ids)
-        residents = [
+        return [
             {"id": sid, "address": found[sid][0], "name": found[sid][1]}
             for sid in ids
             if sid in found
         ]
-        covers = [
-            self.templates.page("print/cover.html", **values, resident=resident)
-            for resident in residents
-        ]
-        if self.settings.print_mail == "merged":
-            (pdf,) = await self.pdf.booklets(body, covers, merged=True)
-            return [await save(pdf, folder / f"{area}.pdf")]
-        written = []
-        for start in range(0, len(residents), COPIES_A_CALL):
-            pdfs = await self.pdf.booklets(body, covers[start : start + COPIES_A_CALL])
-            for resident, pdf in zip(residents[start:], pdfs, strict=False):  # as many as pdfs
-                written.append(await save(pdf, folder / f"{area}-{resident['id']}.pdf"))
-        return written
 
 
 async def build_due(builder: DigestBuilder, redis: Redis, keys: Keys, now: datetime) -> list[Path]:

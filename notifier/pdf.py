@@ -14,10 +14,11 @@ import asyncio
 import multiprocessing
 import os
 import re
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from threading import Barrier
-from typing import Any
+from typing import Any, TypeVar
 
 # the typefaces and weights the print templates use, so that loading them is done at start
 SAMPLE = """<!doctype html><html lang="ja"><body style="font-family: 'BIZ UDGothic',
@@ -30,6 +31,7 @@ IMAGES_KEPT = 256  # decoded images a process keeps (QR codes: a few KiB each)
 _fonts: Any = None  # the process's weasyprint FontConfiguration
 _images: dict[str, Any] = {}
 _peers: Barrier | None = None
+_T = TypeVar("_T")
 
 
 # where a contents entry's page number goes, in a digest's front matter (a comment: an
@@ -43,23 +45,21 @@ def render(html: str) -> bytes:
     return pdf
 
 
-def render_booklets(body: str | None, covers: list[str], merged: bool = False) -> list[bytes]:
-    """Copies of one booklet: each cover's pages, then the body's (runs in a PDF process).
+def render_booklets(body: str | None, files: list[list[str]]) -> list[bytes]:
+    """PDF files of one booklet (runs in a PDF process): each file holds its covers' copies
+    in turn, a copy being a cover's pages, then the body's.
 
     The body is laid out once for every copy; then each cover, with each contents entry's
-    page (its anchor's page in the body, counted from 1) written into it. One PDF a
-    cover, or with ``merged`` one PDF of every copy in turn."""
+    page (its anchor's page in the body, counted from 1) written into it."""
     inner = _layout(body) if body is not None else None
     pages = inner.pages if inner is not None else []
     page_of = {name: n for n, page in enumerate(pages, 1) for name in page.anchors}
-    copies = []
-    for cover in covers:
-        front = _layout(PAGE_OF.sub(lambda m: str(page_of[m[1]]), cover))
-        copies.append((front, [*front.pages, *pages]))
-    if merged:
-        every = [page for _, copy_pages in copies for page in copy_pages]
-        return [copies[0][0].copy(every).write_pdf()] if copies else []
-    return [front.copy(copy_pages).write_pdf() for front, copy_pages in copies]
+    pdfs = []
+    for covers in files:
+        fronts = [_layout(PAGE_OF.sub(lambda m: str(page_of[m[1]]), cover)) for cover in covers]
+        every = [page for front in fronts for page in (*front.pages, *pages)]
+        pdfs.append(fronts[0].copy(every).write_pdf())
+    return pdfs
 
 
 def _layout(html: str) -> Any:
@@ -126,18 +126,16 @@ class PdfMaker:
         return [process.pid for process in processes if process.pid is not None]
 
     async def make(self, html: str) -> bytes:
-        await self.start()
-        assert self._pool is not None
-        return await asyncio.get_running_loop().run_in_executor(self._pool, render, html)
+        return await self._run(render, html)
 
-    async def booklets(
-        self, body: str | None, covers: list[str], merged: bool = False
-    ) -> list[bytes]:
+    async def booklets(self, body: str | None, files: list[list[str]]) -> list[bytes]:
         """``render_booklets`` in a PDF process."""
+        return await self._run(render_booklets, body, files)
+
+    async def _run(self, work: Callable[..., _T], *args: Any) -> _T:
         await self.start()
         assert self._pool is not None
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, render_booklets, body, covers, merged)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, work, *args)
 
     async def write(self, html: str, path: Path) -> Path:
         return await save(await self.make(html), path)

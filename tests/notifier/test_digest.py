@@ -242,12 +242,12 @@ async def test_mailing_copies_carry_their_own_address_over_the_areas_pages(
 def test_a_booklet_fills_in_the_contents_pages_and_may_have_no_body() -> None:
     cover = "<p>A …<!--page-of:a-->ページ</p><p>B …<!--page-of:b-->ページ</p>"
     body = '<p id="a">A</p><p id="b" style="break-before: page">B</p>'
-    (booklet,) = render_booklets(body, [cover])
+    (booklet,) = render_booklets(body, [[cover]])
     reader = PdfReader(io.BytesIO(booklet))
     assert len(reader.pages) == 3
     front = reader.pages[0].extract_text().replace(" ", "")
     assert "A…1ページ" in front and "B…2ページ" in front
-    alone = render_booklets(None, ["<p>この期間のお知らせはありません。</p>", "<p>C</p>"])
+    alone = render_booklets(None, [["<p>この期間のお知らせはありません。</p>"], ["<p>C</p>"]])
     assert [len(PdfReader(io.BytesIO(pdf)).pages) for pdf in alone] == [1, 1]
 
 
