@@ -16,6 +16,7 @@ import email.policy
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime
+from email.header import Header
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -28,6 +29,7 @@ from channels.smtp_pool import REFUSED, SmtpPool
 from notifier.models import AnyNotice
 from notifier.render import Templates
 from notifier.subscribers import SubscriberStore
+from notifier.text import CONTROL, LINE_BREAK
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -35,7 +37,8 @@ if TYPE_CHECKING:
     from notifier.keys import Keys
 
 OUTBOX_SENDER = "notifier@localhost"
-UNSUBSCRIBE = "%%UNSUBSCRIBE_URL%%"  # stands in the rendered body for each recipient's link
+# stands in the rendered body for each recipient's link: noncharacters, which no notice holds
+UNSUBSCRIBE = "\ufdd0unsubscribe\ufdd1"
 TEXT_PART, HTML_PART = "%%TEXT_PART%%\n", "%%HTML_PART%%\n"
 MAILED_TTL = 30 * 24 * 3600  # how long a notice's record of the addresses it reached is kept
 LINGER = 0.010  # seconds a 250 may wait to be written with the others that came meanwhile
@@ -52,8 +55,25 @@ def _base64(data: bytes) -> bytes:
     return b"\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
 
 
+_NOT_ONE_LINE = re.compile(f"(?:{CONTROL.pattern}|{LINE_BREAK.pattern})+")
+
+
+def subject_line(subject: str) -> bytes:
+    """The Subject header, folded by the email package, on one line whatever a template
+    made of it. One that holds ``=?`` is encoded whole: the email package would read it
+    as encoded words (``=?utf-8?q?…?=``) and send something other than the title."""
+    subject = _NOT_ONE_LINE.sub(" ", subject)
+    if "=?" in subject:
+        value = Header(subject, "utf-8", header_name="Subject").encode(linesep="\r\n")
+        return f"Subject: {value}\r\n".encode("ascii")
+    policy = email.policy.SMTP
+    folded: str = policy.header_factory("Subject", subject).fold(policy=policy)
+    return folded.encode("ascii")
+
+
 # what differs per recipient, as the skeleton holds it until their message is made
 TO, DATE, MESSAGE_ID, TOKEN = b"%%TO%%", b"%%DATE%%", b"%%MESSAGE_ID%%", b"%%TOKEN%%"
+SUBJECT = b"%%SUBJECT%%"  # the notice's, put in once the skeleton is cut: it may hold "%%TO%%"
 TEXT, HTML = _base64(_crlf(TEXT_PART)), _base64(_crlf(HTML_PART))
 SLOTS = re.compile(b"(%b)" % b"|".join(map(re.escape, (TO, DATE, MESSAGE_ID, TOKEN, TEXT, HTML))))
 
@@ -171,7 +191,7 @@ class EmailChannel(BaseChannel):
         msg = EmailMessage(policy=email.policy.SMTP)
         msg["From"] = self.sender
         msg["To"] = TO.decode()
-        msg["Subject"] = content["subject"]
+        msg["Subject"] = SUBJECT.decode()
         msg["Message-ID"] = f"<{MESSAGE_ID.decode()}>"
         token = TOKEN.decode()
         mailto = f"mailto:{self.sender}?subject=unsubscribe%20{token}"
@@ -180,10 +200,15 @@ class EmailChannel(BaseChannel):
         msg.set_content(TEXT_PART, charset="utf-8", cte="base64")
         msg.add_alternative(HTML_PART, subtype="html", charset="utf-8", cte="base64")
         # Date is the batch's: a stand-in would not pass the email package's date parser
-        pieces = tuple(SLOTS.split(b"Date: " + DATE + b"\r\n" + msg.as_bytes()))
-        if sorted(pieces[1::2]) != sorted([TO, DATE, MESSAGE_ID, TOKEN, TOKEN, TEXT, HTML]):
+        pieces = SLOTS.split(b"Date: " + DATE + b"\r\n" + msg.as_bytes())
+        stand_in = b"Subject: " + SUBJECT + b"\r\n"
+        if sorted(pieces[1::2]) != sorted([TO, DATE, MESSAGE_ID, TOKEN, TOKEN, TEXT, HTML]) or (
+            sum(piece.count(stand_in) for piece in pieces[::2]) != 1
+        ):
             raise RuntimeError("the email package wrote the message in an unexpected form")
-        return Skeleton(pieces, Part.of(content["text"]), Part.of(content["html"]))
+        subject = subject_line(content["subject"])
+        pieces[::2] = [piece.replace(stand_in, subject) for piece in pieces[::2]]
+        return Skeleton(tuple(pieces), Part.of(content["text"]), Part.of(content["html"]))
 
     def message(self, skeleton: Skeleton, batch: Batch, recipient: Recipient, token: str) -> bytes:
         """One recipient's message: the skeleton with their own parts put in (microseconds:

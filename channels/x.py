@@ -97,7 +97,11 @@ class XChannel(BaseChannel):
         if fits(text):
             return {"posts": [text]}
         if notice.url:
-            return {"posts": [with_link(render, notice.body_in(lang))]}
+            post = with_link(render, notice.body_in(lang))
+            if fits(post):
+                return {"posts": [post]}
+            # X does not see the link as one (a domain it does not know), or the title
+            # leaves the body no room: a thread, like a notice without a link
         posts, _ = thread(text, settings.x_max_posts)
         return {"posts": posts}
 

@@ -15,6 +15,12 @@ from twitter_text import extract_urls_with_indices, parse_tweet
 LIMIT = 280
 ELLIPSIS = "…"
 _WORD = re.compile(r"[A-Za-z0-9À-ɏ_'’\-.,:;!?%&@#/+=*()\[\]\"]+|\s+|.", re.DOTALL)
+# what twitter-text weighs at 1 or more wherever it stands: spaces, line feeds, kana and
+# kanji (no emoji holds them, and a link only after its "://")
+_KANA_KANJI = "\u3041-\u3096\u309d-\u30ff\u4e00-\u9fff"
+_WEIGHTY = re.compile(f"[ \n{_KANA_KANJI}]")
+_SCHEMED = re.compile(r"://\S*")
+_LINK_OR_KANA_KANJI = re.compile(f"://\\S*|(?P<heavy>[{_KANA_KANJI}])")
 
 
 def weight(text: str) -> int:
@@ -22,7 +28,26 @@ def weight(text: str) -> int:
 
 
 def fits(text: str) -> bool:
-    return bool(parse_tweet(text).valid)
+    return not _surely_over(text) and bool(parse_tweet(text).valid)
+
+
+def _surely_over(text: str) -> bool:
+    """Over the limit by a count of what surely weighs, without asking twitter-text: its
+    search for links takes seconds over a long Japanese text with a dot in it."""
+    return len(text) > LIMIT and len(_WEIGHTY.findall(_SCHEMED.sub("", text))) > LIMIT
+
+
+def _enough(text: str, max_posts: int) -> str:
+    """The start of ``text`` that holds the posts of the longest thread and two more, by
+    a count of the kana and kanji outside links (each weighs at least 1 in any post): the
+    rest is never posted, and twitter-text's search for links takes seconds over a long
+    text."""
+    need, counted = (max_posts + 2) * LIMIT, 0
+    for found in _LINK_OR_KANA_KANJI.finditer(text):
+        counted += found["heavy"] is not None
+        if counted > need:
+            return text[: found.end()]
+    return text
 
 
 def pieces(text: str) -> list[str]:
@@ -39,24 +64,32 @@ def pieces(text: str) -> list[str]:
     return out
 
 
-def _pack(parts: list[str], room: int) -> list[str]:
-    """Greedy: as many pieces as fit in ``room`` per chunk; a piece too big alone is cut."""
+def _posted(chunk: str) -> int:
+    """A chunk's weight as it is posted: without the white space at its ends."""
+    return weight(chunk.strip())
+
+
+def _pack(parts: list[str], room: int, limit: int) -> list[str]:
+    """Greedy: as many pieces as fit in ``room`` per chunk, up to ``limit`` chunks (what
+    comes after is not posted). A run of pieces is tried at once, twice as many after
+    each that fits, half as many after one that does not, and as many as the chunk
+    before took to start a chunk: a few weighings a post, not one a character. A piece
+    too big alone is cut between its characters; every chunk has more than white space."""
     chunks: list[str] = []
-    current = ""
-    for part in parts:
-        if weight(current + part) <= room or not current.strip():
-            if weight(part) > room:  # a single piece longer than a post: cut it hard
-                for ch in part:
-                    if weight(current + ch) > room:
-                        chunks.append(current)
-                        current = ""
-                    current += ch
-                continue
-            current += part
-        else:
+    todo = list(parts)
+    current, at, step, start = "", 0, 1, 0
+    while at < len(todo) and len(chunks) < limit:
+        run = "".join(todo[at : at + step])
+        if _posted(current + run) <= room:
+            current, at, step = current + run, at + step, step * 2
+        elif step > 1:
+            step //= 2
+        elif current.strip():  # the chunk is full
             chunks.append(current)
-            current = part
-    if current:
+            current, step, start = "", max(1, at - start), at
+        else:  # one piece longer than a post (a long word, a link X does not see)
+            todo[at : at + 1] = list(todo[at])
+    if current.strip() and len(chunks) < limit:
         chunks.append(current)
     return chunks
 
@@ -73,19 +106,22 @@ def thread(text: str, max_posts: int) -> tuple[list[str], list[str]]:
     """
     if fits(text):
         return [text], [text]
-    parts = pieces(text)
-    total = 2
+    parts = pieces(_enough(text, max_posts))
+    total, room, chunks = 2, 0, [text]
     while True:  # the numbering's width depends on the count, so settle it
-        room = LIMIT - weight(f" ({total}/{total})")
-        chunks = [c for c in _pack(parts, room) if c.strip()] or [text]
-        if len(chunks) <= total or len(chunks) > 999:
+        width = LIMIT - weight(f" ({total}/{total})")
+        if width != room:  # cut again only for a new width: the same one cuts the same
+            room, chunks = width, _pack(parts, width, max_posts + 1) or [text]
+        if len(chunks) <= total:
             break
         total = len(chunks)
     total = len(chunks)
+    if total == 1:  # never "(1/1)": one post after all (the text was over only for its
+        return [chunks[0].strip()], chunks  # white space, or holds a character X refuses)
     if total > max_posts:
         kept = chunks[:max_posts]
         room = LIMIT - weight(f" ({max_posts}/{max_posts})") - weight(ELLIPSIS)
-        last = _pack(pieces(kept[-1]), room)[0]
+        last = _pack(pieces(kept[-1]), room, 1)[0]
         kept[-1] = last.rstrip() + ELLIPSIS
         chunks, total = kept, max_posts
         return [numbered(c, i + 1, total) for i, c in enumerate(chunks)], chunks
@@ -93,18 +129,27 @@ def thread(text: str, max_posts: int) -> tuple[list[str], list[str]]:
 
 
 def with_link(render: Callable[[str], str], body: str) -> str:
-    """One post whose body is cut (with an ellipsis) so that the whole, link included, fits."""
+    """One post whose body is cut (with an ellipsis) so that the whole, link included, fits:
+    the longest cut found by doubling a cut that fits, then halving the difference (a post
+    holds a few hundred characters: twitter-text is never asked about the whole body)."""
     text = render(body)
     if fits(text):
         return text
-    low, high = 0, len(body)
-    while low < high:  # the longest cut that fits
-        middle = (low + high + 1) // 2
-        if fits(render(body[:middle].rstrip() + ELLIPSIS)):
+
+    def cut(length: int) -> str:
+        return render(body[:length].rstrip() + ELLIPSIS)
+
+    low, high = 0, 1  # a cut that fits (or none), one that does not
+    while high < len(body) and fits(cut(high)):
+        low, high = high, high * 2
+    high = min(high, len(body))
+    while high - low > 1:
+        middle = (low + high) // 2
+        if fits(cut(middle)):
             low = middle
         else:
-            high = middle - 1
-    return render(body[:low].rstrip() + ELLIPSIS)
+            high = middle
+    return cut(low)
 
 
 def same_post(a: str, b: str) -> bool:

@@ -145,9 +145,7 @@ class AlertDesk:
                 status = await self.redis.hget(self.keys.notice(as_text(known)), "status")
                 return Issued(as_text(known), as_text(status or b"queued"), replay=True)
         if alert.references:
-            previous = await self.referenced(alert.references)
-            alert.areas = [] if not (alert.areas and previous.areas) else _union(previous, alert)
-            alert.drill = alert.drill or previous.drill
+            follow(await self.referenced(alert.references), alert)
         alert.id = secrets.token_hex(8)
         alert.received_at = datetime.now(UTC)
         pending = self.settings.alert_approval
@@ -249,8 +247,12 @@ class AlertDesk:
         raise AlertRefused(404, "not_found", "alert/references: no alert here came from it")
 
 
-def _union(previous: Alert, alert: Alert) -> list[str]:
-    return list(dict.fromkeys([*previous.areas, *alert.areas]))
+def follow(previous: Alert, alert: Alert) -> None:
+    """Make an update (or all-clear) reach everyone ``previous`` reached, and its own areas
+    too (the whole ward if either is); a drill's update is a drill."""
+    both = [*previous.areas, *alert.areas] if previous.areas and alert.areas else []
+    alert.areas = list(dict.fromkeys(both))
+    alert.drill = alert.drill or previous.drill
 
 
 def _all_clear_text(previous: Alert) -> str:

@@ -19,10 +19,12 @@ from defusedxml import DefusedXmlException
 from lxml import etree
 
 from notifier.config import Ward
+from notifier.text import is_link
 
 NS = "urn:oasis:names:tc:emergency:cap:1.2"
 SCHEMA = Path(__file__).with_name("schemas") / "cap-1.2.xsd"
 _Q = {"cap": NS}
+MAX_DEPTH = 16  # CAP's deepest element is alert/info/area/geocode/value
 
 
 class CapError(ValueError):
@@ -60,15 +62,20 @@ def parse(raw: bytes, ward: Ward, max_bytes: int) -> CapMessage:
     if len(raw) > max_bytes:
         raise CapError("alert", f"the document is larger than {max_bytes} bytes")
     try:  # the gate: refuses DTDs, entity declarations and external references
-        SafeET.fromstring(raw, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        gate = SafeET.fromstring(raw, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as e:
         raise CapError("alert", f"not accepted: {type(e).__name__} (no DTD or entities)") from None
     except SafeET.ParseError as e:
         raise CapError("alert", f"not well-formed XML: {e}") from None
+    if _deeper_than(gate, MAX_DEPTH):
+        raise CapError("alert", f"elements nest deeper than {MAX_DEPTH} levels")
     parser = etree.XMLParser(
         resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
     )
-    root = etree.fromstring(raw, parser)
+    try:
+        root = etree.fromstring(raw, parser)
+    except etree.XMLSyntaxError as e:  # what the gate took and libxml2 does not
+        raise CapError("alert", f"not accepted as XML: {e.msg}") from None
     if root.tag != f"{{{NS}}}alert":
         raise CapError("alert", f"the root element must be <alert> in the namespace {NS}")
     schema = _schema()
@@ -79,6 +86,16 @@ def parse(raw: bytes, ward: Ward, max_bytes: int) -> CapMessage:
         message = (error.message if error else "invalid").replace("{" + NS + "}", "")
         raise CapError(element, message.replace("Element ", "", 1))
     return _read(root, ward)
+
+
+def _deeper_than(root: Any, limit: int) -> bool:
+    """Whether elements nest more than ``limit`` deep below ``root`` (no recursion)."""
+    level = [root]
+    for _ in range(limit):
+        level = [child for node in level for child in node]
+        if not level:
+            return False
+    return True
 
 
 def _path(tree: Any, xpath: str | None) -> str:
@@ -163,7 +180,7 @@ def _alert(infos: list[Any], ward: Ward) -> dict[str, Any]:
         "areas": _areas(main, ward, where),
     }
     web = _text(main, "cap:web")
-    if web and web.startswith("https://"):
+    if web and is_link(web):  # a link we could not send is left out, never the alert
         data["url"] = web
     english = next((i for i in infos if i is not main and language(i).startswith("en")), None)
     if english is not None:

@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, WatchError
 
 from channels import BaseChannel, channel_class
+from notifier import json_input
 from notifier.config import Settings
 from notifier.cutting import Cutter, Share, plan
 from notifier.keys import LANES, Keys
@@ -151,9 +152,9 @@ class Dispatcher:
         fields = decode_fields(raw_fields)
         raw = fields.get("notice", "")
         try:
-            data = json.loads(raw)
-        except ValueError as e:
-            await self.reject(entry, raw, f"not a JSON object: {e}")
+            data = json_input.loads(raw)
+        except json_input.JsonError as e:
+            await self.reject(entry, raw, f"not a JSON object: it {e}")
             return
         if not isinstance(data, dict):
             await self.reject(entry, raw, "not a JSON object: an announcement is an object")

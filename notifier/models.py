@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from notifier import text
 from notifier.config import CHANNELS, Ward, check_readings
 
 Channel = Literal["line", "x", "email", "print"]
@@ -39,6 +40,21 @@ def _rfc3339_text(value: Any) -> Any:
 
 
 PublishAt = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+
+# the text rule (notifier/text.py): pydantic trims and counts between the two steps
+Title = Annotated[
+    str,
+    Field(min_length=1, max_length=100),
+    BeforeValidator(text.unicode_text),
+    AfterValidator(text.title),
+]
+Body = Annotated[
+    str,
+    Field(min_length=1, max_length=5000),
+    BeforeValidator(text.body_line_ends),
+    AfterValidator(text.body),
+]
+Link = Annotated[str, BeforeValidator(text.unicode_text), AfterValidator(text.link)]
 
 
 def _ward(info: ValidationInfo) -> Ward:
@@ -77,8 +93,8 @@ TopicCodes = Annotated[list[str], AfterValidator(_topics)]
 class Translation(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    title: str = Field(min_length=1, max_length=100)
-    body: str = Field(min_length=1, max_length=5000)
+    title: Title
+    body: Body
 
 
 class Notice(BaseModel):
@@ -89,11 +105,11 @@ class Notice(BaseModel):
 
     kind: str
     id: str | None = Field(default=None, pattern=NOTICE_ID)
-    title: str = Field(min_length=1, max_length=100)
-    body: str = Field(min_length=1, max_length=5000)
+    title: Title
+    body: Body
     areas: AreaCodes
     channels: list[Channel] = Field(default_factory=_all_channels, min_length=1)
-    url: str | None = Field(default=None, max_length=2000)
+    url: Link | None = None
     translations: dict[str, Translation] = Field(default_factory=dict)
     readings: dict[str, str] = Field(default_factory=dict)  # furigana on paper: 石神井 → しゃくじい
     received_at: AwareDatetime | None = None
@@ -107,15 +123,6 @@ class Notice(BaseModel):
     @classmethod
     def _channels(cls, value: list[Channel]) -> list[Channel]:
         return list(dict.fromkeys(value))
-
-    @field_validator("url")
-    @classmethod
-    def _https(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not re.match(r"^https://[^\s/?#]+\.[^\s/?#]+(?:[/?#]\S*)?$", value):
-            raise ValueError("must be an https:// link, such as https://www.city.nerima.tokyo.jp/")
-        return value
 
     @field_validator("translations")
     @classmethod
@@ -203,7 +210,8 @@ class Alert(Notice):
             self.type = "update"
             self.references = self.supersedes
         if self.type != "alert" and not self.references:
-            raise ValueError(f"references: an {self.type} names the alert it follows")
+            article = "an" if self.type == "update" else "a"
+            raise ValueError(f"references: {article} {self.type} names the alert it follows")
         return self
 
 

@@ -43,7 +43,8 @@ return false
 # ARGV: now, id
 _CANCEL = """
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return 'missing' end
+-- alerts are called off by the emergency desk (the all-clear), never cancelled here
+if not status or redis.call('HGET', KEYS[1], 'kind') ~= 'announcement' then return 'missing' end
 if status ~= 'scheduled' and status ~= 'queued' then return status end
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'updated', ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[2])
@@ -104,7 +105,8 @@ class NoticeStore:
         return Accepted(first["id"], first["status"], replay=first)
 
     async def cancel(self, notice_id: str) -> str:
-        """'ok', 'missing', or the status that forbids cancelling."""
+        """'ok', 'missing' (also for an alert: the desk calls those off), or the status
+        that forbids cancelling."""
         result = await self._cancel(
             keys=[self.keys.notice(notice_id), self.keys.scheduled], args=[time.time(), notice_id]
         )

@@ -27,7 +27,7 @@ def _drill(request: web.Request) -> bool:
 
 
 async def post_alert(request: web.Request) -> web.Response:
-    token = await require(request, "emergency")
+    token = await require(request, "emergency", "alert.issue")
     runtime = request.app[RUNTIME]
     desk = runtime.alerts
     try:
@@ -77,7 +77,7 @@ async def _answer(request: web.Request, token: Token, action: str, issued: Issue
 
 
 async def cancel_alert(request: web.Request) -> web.Response:
-    token = await require(request, "emergency")
+    token = await require(request, "emergency", "alert.cancel")
     alert_id = request.match_info["id"]
     data: dict[str, Any] = {}
     if request.can_read_body:
@@ -105,7 +105,7 @@ async def cancel_alert(request: web.Request) -> web.Response:
 
 
 async def approve_alert(request: web.Request) -> web.Response:
-    token = await require(request, "emergency")
+    token = await require(request, "emergency", "alert.approve")
     alert_id = request.match_info["id"]
     try:
         issued = await request.app[RUNTIME].alerts.approve(alert_id, token.name)
@@ -116,7 +116,7 @@ async def approve_alert(request: web.Request) -> web.Response:
 
 
 async def get_alert(request: web.Request) -> web.Response:
-    await require(request, "staff")
+    await require(request, "staff", "alert.read")
     found = await request.app[RUNTIME].notices.get(request.match_info["id"])
     if found is None or found["kind"] != "alert":
         raise ApiError(404, "not_found", "no such alert")
@@ -124,13 +124,13 @@ async def get_alert(request: web.Request) -> web.Response:
 
 
 async def list_alerts(request: web.Request) -> web.Response:
-    await require(request, "staff")
+    await require(request, "staff", "alert.list")
     items = await request.app[RUNTIME].notices.list(None, 1000)
     return json_response({"alerts": [i for i in items if i["kind"] == "alert"][:100]})
 
 
 async def get_audit(request: web.Request) -> web.Response:
-    await require(request, "admin")
+    await require(request, "admin", "audit.read")
     try:
         count = int(request.query.get("count", "100"))
     except ValueError:
@@ -138,10 +138,16 @@ async def get_audit(request: web.Request) -> web.Response:
     if not 1 <= count <= 1000:
         raise ApiError(400, "invalid", "bad count", {"count": "a whole number from 1 to 1000"})
     before = request.query.get("before", "+")
-    if before != "+" and not re.fullmatch(r"\d{1,20}-\d{1,20}", before):
+    if before != "+" and not stream_id(before):
         raise ApiError(400, "invalid", "bad before", {"before": "an entry id such as 1-0"})
     entries = await request.app[RUNTIME].audit.recent(count, before)
     return json_response({"audit": entries})
+
+
+def stream_id(value: str) -> bool:
+    """Whether ``value`` is a Redis stream entry id: two 64-bit numbers, ``<ms>-<seq>``."""
+    found = re.fullmatch(r"(\d{1,20})-(\d{1,20})", value)
+    return found is not None and all(int(part) < 2**64 for part in found.groups())
 
 
 def add_routes(app: web.Application) -> None:

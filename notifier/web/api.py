@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -11,36 +10,44 @@ from typing import Any, cast
 from aiohttp import web
 from pydantic import ValidationError
 
-from notifier import intake
+from notifier import intake, json_input
 from notifier.config import Settings
 from notifier.logs import event, mask
 from notifier.models import field_errors
 from notifier.store import STATUSES
 from notifier.streams import Entry
-from notifier.web.app import RUNTIME, ApiError, audit, json_response, log, require
+from notifier.web.app import (
+    RUNTIME,
+    ApiError,
+    audit,
+    json_response,
+    log,
+    permit,
+    require,
+    visible_ascii,
+)
 
 MAX_IDEMPOTENCY_KEY = 255
 
 
 async def read_json(request: web.Request) -> Any:
-    raw = await request.read()
+    """The body as JSON (read only after the caller's token was checked); 400 if it is not
+    JSON, or nests deeper than any notice does."""
     try:
-        return json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise ApiError(
-            400, "bad_json", f"the body is not JSON: {e.msg} (line {e.lineno})"
-        ) from None
-    except ValueError:  # undecodable bytes
-        raise ApiError(400, "bad_json", "the body is not UTF-8 JSON") from None
+        return json_input.loads(await request.read())
+    except json_input.JsonError as e:
+        raise ApiError(400, "bad_json", f"the body {e}") from None
 
 
 async def post_announcement(request: web.Request) -> web.Response:
-    token = await require(request, "staff")
+    token = await require(request, "staff", "announcement.create")
     runtime = request.app[RUNTIME]
     data = await read_json(request)
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
-        raise ApiError(400, "bad_idempotency_key", "Idempotency-Key must be 1–255 characters")
+    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and visible_ascii(key)):
+        raise ApiError(
+            400, "bad_idempotency_key", "Idempotency-Key must be 1–255 printable ASCII characters"
+        )
     try:
         notice = intake.validate(data, runtime.settings)
     except intake.Invalid as e:
@@ -61,7 +68,7 @@ async def post_announcement(request: web.Request) -> web.Response:
 
 
 async def list_announcements(request: web.Request) -> web.Response:
-    await require(request, "staff")
+    await require(request, "staff", "announcement.list")
     status = request.query.get("status")
     if status is not None and status not in STATUSES:
         raise ApiError(
@@ -78,7 +85,7 @@ async def list_announcements(request: web.Request) -> web.Response:
 
 
 async def get_announcement(request: web.Request) -> web.Response:
-    await require(request, "staff")
+    await require(request, "staff", "announcement.read")
     settings = request.app[RUNTIME].settings
     found = await request.app[RUNTIME].notices.get(request.match_info["id"])
     if found is None:
@@ -88,7 +95,7 @@ async def get_announcement(request: web.Request) -> web.Response:
 
 
 async def cancel_announcement(request: web.Request) -> web.Response:
-    token = await require(request, "staff")
+    token = await require(request, "staff", "announcement.cancel")
     notice_id = request.match_info["id"]
     result = await request.app[RUNTIME].notices.cancel(notice_id)
     await audit(request, token, "announcement.cancel", notice_id, result)
@@ -102,7 +109,7 @@ async def cancel_announcement(request: web.Request) -> web.Response:
 
 async def list_rejected(request: web.Request) -> web.Response:
     """Entries that other systems put on the intake stream and that failed validation."""
-    await require(request, "staff")
+    await require(request, "staff", "intake.read")
     runtime = request.app[RUNTIME]
     rows = cast("list[Entry]", await runtime.redis.xrevrange(runtime.keys.rejected, count=100))
     items = []
@@ -121,13 +128,13 @@ async def list_rejected(request: web.Request) -> web.Response:
 
 
 async def post_subscriber(request: web.Request) -> web.Response:
+    token = await require(request, "staff", "subscriber.save")
     data = await read_json(request)
-    channel = data.get("channel") if isinstance(data, dict) else None
-    # staff register offline residents for print; other channels are the admin's
-    token = await require(request, "staff" if channel == "print" else "admin")
     store = request.app[RUNTIME].subscribers
     if not isinstance(data, dict):
         raise ApiError(400, "invalid", "the body must be a JSON object")
+    if data.get("channel") != "print":  # staff register offline residents; the rest is admin's
+        await permit(request, token, "admin", "subscriber.save")
     try:
         subscriber = store.validate(data)
     except ValidationError as e:
@@ -152,7 +159,7 @@ async def post_subscriber(request: web.Request) -> web.Response:
 
 
 async def get_subscriber(request: web.Request) -> web.Response:
-    await require(request, "admin")
+    await require(request, "admin", "subscriber.read")
     subscriber_id = request.match_info["id"]
     found = await request.app[RUNTIME].subscribers.get(subscriber_id)
     if found is None:
@@ -169,7 +176,7 @@ async def get_subscriber(request: web.Request) -> web.Response:
 
 
 async def delete_subscriber(request: web.Request) -> web.Response:
-    token = await require(request, "admin")
+    token = await require(request, "admin", "subscriber.delete")
     subscriber_id = request.match_info["id"]
     deleted = await request.app[RUNTIME].subscribers.delete(subscriber_id)
     await audit(request, token, "subscriber.delete", subscriber_id, "ok" if deleted else "missing")

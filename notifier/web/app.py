@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from multidict import MultiDictProxy
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
@@ -104,23 +106,49 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         )
 
 
+async def read_form(
+    request: web.Request,
+) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
+    """The body as a form (read once; aiohttp keeps it); 400 if it is not one."""
+    try:
+        return await request.post()
+    except (ValueError, LookupError, HttpProcessingError):  # no boundary, bad parts or charset
+        raise ApiError(400, "bad_form", "the body is not a form this page sends") from None
+
+
 def bearer(request: web.Request) -> str | None:
     """The token of an ``Authorization: Bearer …`` header, if the request has one."""
     scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-    return credential.strip() if scheme.lower() == "bearer" and credential.strip() else None
+    credential = credential.strip()
+    ok = scheme.lower() == "bearer" and credential and visible_ascii(credential)
+    return credential if ok else None
 
 
-async def require(request: web.Request, role: str) -> Token:
-    """The caller's token, if it grants ``role``: else 401 (who are you?) or 403 (not you)."""
+def visible_ascii(value: str) -> bool:
+    """Whether a header's value is printable ASCII, as tokens and keys are (bytes a client
+    sent outside it reach us as lone surrogates, which nothing can encode)."""
+    return value.isascii() and value.isprintable()
+
+
+async def require(request: web.Request, role: str, action: str) -> Token:
+    """The caller's token, if it grants ``role``: else 401 (who are you?) or 403 (not you).
+    Routes call it before they read the body; ``action`` names the refusal in the audit."""
     credential = bearer(request)
     if credential is None:
         raise ApiError(401, "unauthenticated", "send Authorization: Bearer <token>")
     token = await request.app[RUNTIME].tokens.check(credential)
     if token is None:
         raise ApiError(401, "unauthenticated", "unknown or revoked token")
-    if not token.may(role):
-        raise ApiError(403, "forbidden", f"this needs the {role} role")
+    await permit(request, token, role, action)
     return token
+
+
+async def permit(request: web.Request, token: Token, role: str, action: str) -> None:
+    """403, recorded in the audit log (who, what, why), unless ``token`` grants ``role``."""
+    if not token.may(role):
+        target = request.match_info.get("id", "-")
+        await audit(request, token, action, target, "forbidden", needs=role)
+        raise ApiError(403, "forbidden", f"this needs the {role} role")
 
 
 async def audit(
@@ -191,7 +219,7 @@ async def refresh_snapshot(runtime: Runtime) -> None:
 
 
 def make_app(runtime: Runtime) -> web.Application:
-    from notifier.web import alerts, api, console, desk, guard, line, subscribe
+    from notifier.web import alerts, api, console, desk, guard, line, openapi, subscribe
 
     app = web.Application(
         middlewares=[guard.security_headers, errors, guard.api_limits],
@@ -207,4 +235,5 @@ def make_app(runtime: Runtime) -> web.Application:
     subscribe.add_routes(app)
     console.add_routes(app)
     desk.add_routes(app)
+    openapi.add_routes(app)
     return app

@@ -24,7 +24,7 @@ from notifier.render import TEMPLATES_DIR
 from notifier.tokens import Token, digest
 from notifier.web import forms
 from notifier.web.api import mark_held
-from notifier.web.app import RUNTIME, Refused, audit, json_response
+from notifier.web.app import RUNTIME, Refused, audit, json_response, read_form
 from notifier.web.guard import over
 from notifier.web.session import (
     Session,
@@ -72,8 +72,11 @@ async def need(request: web.Request, role: str | None) -> Session:
             raise web.HTTPSeeOther(f"/console/signin?next={quote(request.path_qs)}")
         raise Refused(page(request, "refused.html", None, 401, reason="signin"))
     if role is not None and not session.who.may(role):
+        await audit(request, session.who, "console.refused", request.path, "forbidden", needs=role)
         raise Refused(page(request, "refused.html", session, 403, reason="role", role=role))
-    if request.method == "POST" and not csrf_ok(session.csrf, (await request.post()).get("csrf")):
+    form = await read_form(request) if request.method == "POST" else None
+    if form is not None and not csrf_ok(session.csrf, form.get("csrf")):
+        await audit(request, session.who, "console.refused", request.path, "bad_csrf")
         raise Refused(page(request, "refused.html", session, 403, reason="csrf"))
     return session
 
@@ -94,7 +97,7 @@ async def signin_form(request: web.Request) -> web.Response:
 
 async def signin(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    form = await request.post()
+    form = await read_form(request)
     expected = await signin_csrf(request, runtime)
     if not csrf_ok(expected, form.get("csrf")) or request.cookies.get("notifier_signin") is None:
         raise Refused(page(request, "refused.html", None, 403, reason="csrf"))
@@ -187,6 +190,9 @@ async def _listed(request: web.Request) -> list[dict[str, Any]]:
     for item in items:
         created = datetime.fromisoformat(item["created"]).astimezone(settings.tz)
         item["created_local"] = created.strftime("%Y-%m-%d %H:%M")
+        when = item["notice"].get("publish_at")  # an announcement's schedule; alerts have none
+        scheduled = when and datetime.fromisoformat(when).astimezone(settings.tz)
+        item["publish_local"] = f"{scheduled:%Y-%m-%d %H:%M}" if scheduled else None
         mark_held(item, settings, now)
         for channel, progress in item["progress"].items():
             if channel in paused and progress["pending"]:
@@ -220,7 +226,7 @@ async def compose_form(request: web.Request) -> web.Response:
 async def compose(request: web.Request) -> web.Response:
     session = await need(request, "staff")
     runtime = request.app[RUNTIME]
-    form = await request.post()
+    form = await read_form(request)
     data = forms.announcement(form, runtime.settings)
     try:
         notice = intake.validate(data, runtime.settings)
@@ -237,7 +243,7 @@ async def preview(request: web.Request) -> web.Response:
     """The compose form as it stands: each channel's preview, or what is wrong, by field."""
     await need(request, "staff")
     runtime = request.app[RUNTIME]
-    data = forms.announcement(await request.post(), runtime.settings)
+    data = forms.announcement(await read_form(request), runtime.settings)
     try:
         notice = intake.validate(data, runtime.settings)
     except intake.Invalid as e:

@@ -10,12 +10,12 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from channels import REGISTRY
-from notifier.alerts import AlertRefused, validate
+from notifier.alerts import AlertRefused, follow, validate
 from notifier.intake import Invalid
 from notifier.logs import event
 from notifier.models import Alert, field_errors
 from notifier.web import forms
-from notifier.web.app import RUNTIME, Refused, audit
+from notifier.web.app import RUNTIME, Refused, audit, read_form
 from notifier.web.console import log, need, page
 
 EMERGENCY = "/console/emergency"
@@ -24,24 +24,37 @@ SEVERITIES = {"advisory": "注意", "warning": "警戒", "emergency": "緊急"}
 
 async def emergency(request: web.Request) -> web.Response:
     session = await need(request, "emergency")
-    runtime = request.app[RUNTIME]
     values: dict[str, Any] = {"areas": [], "severity": "warning"}
     supersedes = request.query.get("supersedes")
-    if supersedes:  # an update starts from the alert it replaces
-        found = await runtime.notices.get(supersedes)
-        if found is None or found["kind"] != "alert":
-            raise Refused(page(request, "refused.html", session, 404, reason="missing"))
-        previous = found["notice"]
-        values = {k: previous.get(k) for k in ("title", "body", "severity", "url")}
-        values.update(areas=previous.get("areas", []), supersedes=supersedes)
+    if supersedes:  # an update starts from the alert it replaces (a drill's is a drill)
+        previous = await _replaced(request, session, supersedes)
+        fields = ("title", "body", "severity", "url", "drill", "areas")
+        values = {**previous.model_dump(include=set(fields)), "supersedes": supersedes}
     return await _desk(request, session, values, {}, 200)
+
+
+async def _replaced(request: web.Request, session: Any, alert_id: str) -> Alert:
+    """The active alert an update replaces; else the page says why not: 404 for no alert,
+    409 for one no longer active (or not yet approved)."""
+    runtime = request.app[RUNTIME]
+    found = await runtime.notices.get(alert_id)
+    if found is None or found["kind"] != "alert":
+        raise Refused(page(request, "refused.html", session, 404, reason="missing"))
+    state = found.get("state", "active")  # as AlertDesk reads a record without one
+    if state != "active":
+        raise Refused(page(request, "refused.html", session, 409, reason="inactive", state=state))
+    return Alert.model_validate(found["notice"], context={"ward": runtime.settings.ward})
 
 
 async def _desk(
     request: web.Request, session: Any, values: dict[str, Any], errors: dict[str, str], status: int
 ) -> web.Response:
-    alerts = await request.app[RUNTIME].notices.list(None, 200)
+    runtime = request.app[RUNTIME]
+    alerts = await runtime.notices.list(None, 200)
     alerts = [a for a in alerts if a["kind"] == "alert" and a.get("state") in ("active", "pending")]
+    for a in alerts:
+        created = datetime.fromisoformat(a["created"]).astimezone(runtime.settings.tz)
+        a["created_local"] = f"{created:%Y-%m-%d %H:%M}"
     return page(
         request,
         "emergency.html",
@@ -58,7 +71,7 @@ async def _desk(
 async def _alert(request: web.Request, session: Any) -> Alert:
     """The alert the form describes; else the desk again, with what to fix (400)."""
     runtime = request.app[RUNTIME]
-    form = await request.post()
+    form = await read_form(request)
     data = forms.alert(form)
     try:
         return validate(data, runtime.settings, drill=form.get("drill") == "on")
@@ -79,6 +92,8 @@ async def confirm(request: web.Request) -> web.Response:
     session = await need(request, "emergency")
     alert = await _alert(request, session)
     runtime = request.app[RUNTIME]
+    if alert.references:  # shown as it will go out: to everyone the alert it updates reached
+        follow(await _replaced(request, session, alert.references), alert)
     store, settings = runtime.subscribers, runtime.settings
     audience: dict[str, str] = {}
     for channel in alert.channels:  # by the channel's kind of audience, as dispatch goes
@@ -126,10 +141,18 @@ async def call_off(request: web.Request) -> web.Response:
     except AlertRefused as e:
         await audit(request, session.who, "alert.cancel", alert_id, e.code)
         raise _refused(request, session, e) from None
-    action = "alert.withdraw" if issued.id == alert_id else "alert.cancel"
-    await audit(request, session.who, action, alert_id, issued.status, all_clear=issued.id)
-    event(log, action, alert=alert_id, all_clear=issued.id, by=session.who.name)
-    raise web.HTTPSeeOther(f"{EMERGENCY}?done=all-clear")
+    withdrawn = issued.id == alert_id  # nothing went out, so no all-clear either
+    action = "alert.withdraw" if withdrawn else "alert.cancel"
+    detail: dict[str, Any] = {} if withdrawn else {"all_clear": issued.id}
+    await audit(request, session.who, action, alert_id, issued.status, **detail)
+    event(log, action, alert=alert_id, by=session.who.name, **detail)
+    if withdrawn:
+        done = "withdrawn"
+    elif issued.status == "pending_approval":  # the all-clear waits for a second person
+        done = "pending_approval"
+    else:
+        done = "all-clear"
+    raise web.HTTPSeeOther(f"{EMERGENCY}?done={done}")
 
 
 async def approve(request: web.Request) -> web.Response:
@@ -178,7 +201,7 @@ async def register_print(request: web.Request) -> web.Response:
     """An offline resident, registered at the counter for the printed digest by post."""
     session = await need(request, "admin")
     runtime = request.app[RUNTIME]
-    form = await request.post()
+    form = await read_form(request)
     data: dict[str, object] = {
         "channel": "print",
         "name": forms.text(form, "name"),

@@ -11,12 +11,18 @@ from notifier.config import CHANNELS, Settings
 
 # one message a field, beside the field; the API's English messages stay in the API
 IN_JAPANESE = {
-    "title": "件名を1〜100文字で入力してください。",
-    "body": "本文を1〜5,000文字で入力してください。",
+    "title": "件名は改行や特殊な文字を含めず、1〜100文字で入力してください。",
+    "body": (
+        "本文は特殊な文字（制御文字や文字の向きを変える記号など）を含めず、"
+        "1〜5,000文字で入力してください。"
+    ),
     "topics": "分野を一つ以上選んでください。",
     "areas": "地域は一覧から選んでください（選ばなければ区内全域）。",
     "channels": "配信先を一つ以上選んでください。",
-    "url": "リンクは https:// で始まるアドレスを入力してください。",
+    "url": (
+        "リンクは https:// で始まる1,000文字までのアドレスを入力してください"
+        "（空白・引用符・< >・日本語などは、%で始まる形に変換したもの）。"
+    ),
     "publish_at": "配信日時は、これから先の日時を入力してください。",
     "severity": "緊急度を選んでください。",
     "supersedes": "更新する警報が見つかりません。",
@@ -24,7 +30,10 @@ IN_JAPANESE = {
     "name": "氏名を100文字以内で入力してください。",
     "language": "言語は一覧から選んでください。",
 }
-TRANSLATION = "{lang}の件名と本文を両方入力してください（件名100文字、本文5,000文字まで）。"
+TRANSLATION = (
+    "{lang}の件名と本文を両方入力してください"
+    "（件名は改行を含めず100文字、本文は5,000文字まで。特殊な文字は使えません）。"
+)
 
 
 def japanese(fields: dict[str, str], settings: Settings) -> dict[str, str]:

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from linebot.v3.exceptions import InvalidSignatureError
 from linebot.v3.messaging import (
     ApiException,
     ReplyMessageRequest,
 )
-from linebot.v3.webhook import WebhookParser
+from linebot.v3.webhook import SignatureValidator
 from linebot.v3.webhooks import (
+    Event,
     FollowEvent,
     MessageEvent,
     PostbackEvent,
@@ -24,26 +25,28 @@ from linebot.v3.webhooks import (
 )
 
 from channels.line import messaging_api
-from notifier import line_chat
+from notifier import json_input, line_chat
 from notifier.line_chat import Choices
 from notifier.logs import event as log_event
+from notifier.models import LINE_USER_ID
 from notifier.runtime import Runtime
 from notifier.web.app import RUNTIME, ApiError, json_response
 
 log = logging.getLogger("notifier.line")
 REPLY_WINDOW_MS = 60_000  # a reply token is good for about a minute
 EVENT_MEMORY = 24 * 3600  # seconds a webhookEventId is remembered (LINE redelivers within it)
+EVENT_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")  # LINE's are 26-character ULIDs
 
 
 class LineWebhook:
-    """The parser (signature check) and the reply client, made once per application."""
+    """The signature check and the reply client, made once per application."""
 
     def __init__(self, runtime: Runtime) -> None:
         settings = runtime.settings
         secret = settings.line_channel_secret
         assert secret is not None
         self.runtime = runtime
-        self.parser = WebhookParser(secret.get_secret_value())
+        self.validator = SignatureValidator(secret.get_secret_value())
         self.client, self.api = messaging_api(settings)
         self.timeout = aiohttp.ClientTimeout(total=settings.line_timeout)
 
@@ -133,24 +136,53 @@ async def webhook(request: web.Request) -> web.Response:
     signature = request.headers.get("X-Line-Signature", "")
     if not signature:
         raise ApiError(400, "missing_signature", "the X-Line-Signature header is missing")
-    body = (await request.read()).decode(errors="replace")
+    raw = await request.read()
+    if not signature.isascii() or not line.validator.validate(
+        raw.decode(errors="replace"), signature
+    ):
+        raise ApiError(401, "bad_signature", "the signature does not match the body")
     try:
-        events = line.parser.parse(body, signature)
-    except InvalidSignatureError:
-        raise ApiError(401, "bad_signature", "the signature does not match the body") from None
-    except (ValueError, KeyError, TypeError):
-        raise ApiError(400, "bad_payload", "not a LINE webhook payload") from None
+        payload = json_input.loads(raw)
+    except json_input.JsonError as e:
+        raise ApiError(400, "bad_payload", f"the body {e}") from None
+    events = payload.get("events") if isinstance(payload, dict) else None
+    if not isinstance(events, list):
+        raise ApiError(400, "bad_payload", "not a LINE webhook payload (no events list)")
     redis, keys = line.runtime.redis, line.runtime.keys
-    for item in events:
-        seen = keys.line_event(str(item.webhook_event_id))
+    fault: Exception | None = None
+    for position, data in enumerate(events):  # each event on its own
+        item = read_event(data)
+        if item is None:
+            log_event(log, "line.event_skipped", logging.WARNING, position=position)
+            continue
+        seen = keys.line_event(item.webhook_event_id)
         if not await redis.set(seen, "1", nx=True, ex=EVENT_MEMORY):
             continue  # a redelivery of an event already handled
         try:
             await line.handle(item)
-        except Exception:
-            await redis.delete(seen)  # let LINE's redelivery try it again
-            raise
+        except Exception as e:  # the others still go; LINE's redelivery tries this one again
+            await redis.delete(seen)
+            log_event(log, "line.event_fault", logging.ERROR, position=position, error=repr(e))
+            fault = e
+    if fault is not None:
+        raise fault
     return json_response({})
+
+
+def read_event(data: Any) -> Any:
+    """The SDK's event for one item of a delivery, or None if it is not one we can take: not
+    an event LINE documents, or a user id that is not LINE's (``U`` and 32 hex digits)."""
+    if not isinstance(data, dict):
+        return None
+    try:
+        item = Event.from_dict(data)
+    except Exception:  # the SDK's generated models raise KeyError, ValueError, ValidationError …
+        return None
+    user_id = getattr(getattr(item, "source", None), "user_id", None)
+    if user_id is not None and not LINE_USER_ID.match(user_id):
+        return None
+    event_id = getattr(item, "webhook_event_id", None)
+    return item if isinstance(event_id, str) and EVENT_ID.match(event_id) else None
 
 
 async def line_context(app: web.Application) -> AsyncIterator[None]:

@@ -110,7 +110,11 @@ async def end(runtime: Runtime, session: Session, response: web.StreamResponse) 
 
 
 def csrf_ok(expected: str, given: object) -> bool:
-    return isinstance(given, str) and bool(given) and hmac.compare_digest(expected, given)
+    """Whether a form carried back ``expected``, compared in constant time as bytes: any
+    other value (none, a file, non-ASCII text) is a refusal, never a fault."""
+    if not isinstance(given, str) or not given:
+        return False
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogatepass"))
 
 
 async def signin_csrf(request: web.Request, runtime: Runtime) -> str:

@@ -27,7 +27,7 @@ from notifier.logs import event
 from notifier.models import field_errors
 from notifier.runtime import Runtime
 from notifier.streams import as_text
-from notifier.web.app import RUNTIME, log
+from notifier.web.app import RUNTIME, log, read_form
 from notifier.web.guard import over
 
 IN_JAPANESE = {
@@ -90,7 +90,7 @@ async def form(request: web.Request) -> web.Response:
 
 async def subscribe(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    data = await request.post()
+    data = await read_form(request)
     values = {
         "address": str(data.get("address", "")).strip(),
         "areas": [str(v) for v in data.getall("areas", [])],

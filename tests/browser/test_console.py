@@ -81,7 +81,9 @@ async def test_staff_sign_in_compose_with_previews_send_and_watch_it_complete(
 
     title_error = page.locator("#error-title")
     await page.get_by_label(TITLE_FIELD).fill("")
-    await expect(title_error).to_have_text("件名を1〜100文字で入力してください。")
+    await expect(title_error).to_have_text(
+        "件名は改行や特殊な文字を含めず、1〜100文字で入力してください。"
+    )
     await expect(title_error).to_be_visible()
     await console.shot(page, "title-missing")
     await page.get_by_label(TITLE_FIELD).fill(TITLE)

@@ -3,8 +3,11 @@ mapped to the ward's alerts."""
 
 from __future__ import annotations
 
+import html
+
 import pytest
 
+from notifier.alerts import validate
 from notifier.cap import CapError, parse
 from notifier.config import Settings
 
@@ -163,3 +166,19 @@ def test_update_and_cancel_carry_their_references(settings: Settings) -> None:
     cancel = parse(cap(msg_type="Cancel", references=refs, info=""), settings.ward, LIMIT)
     assert cancel.msg_type == "Cancel"
     assert cancel.alert == {"drill": False}
+
+
+@pytest.mark.parametrize(
+    "web",
+    ["https://www.city.nerima.tokyo.jp/a b", 'https://a.jp/"><script>', "http://a.jp/", "x" * 9],
+)
+def test_a_web_link_we_could_not_send_is_left_out_not_the_alert(
+    settings: Settings, web: str
+) -> None:
+    document = cap().replace(
+        b"<web>https://www.city.nerima.tokyo.jp/bousai/</web>",
+        f"<web>{html.escape(web)}</web>".encode(),
+    )
+    message = parse(document, settings.ward, settings.cap_max_bytes)
+    assert "url" not in message.alert
+    assert validate({k: v for k, v in message.alert.items() if k != "drill"}, settings).url is None

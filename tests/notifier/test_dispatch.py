@@ -36,6 +36,8 @@ async def line_notice_for(runtime: Runtime, n: int) -> tuple[list[str], str, str
     ("raw", "reason"),
     [
         ("{not json", "not a JSON object"),
+        ("[" * 5000 + "]" * 5000, "nests deeper than 32 levels"),  # once a RecursionError
+        ('{"title": NaN}', "NaN, which is not JSON"),
         ('["a list"]', "announcement"),
         (json.dumps(announcement(areas=["shibuya"])), "unknown area 'shibuya'"),
         (json.dumps(announcement(kind="memo")), "kind"),

@@ -242,11 +242,13 @@ async def test_with_the_two_person_rule_an_alert_waits_for_a_second_desk_and_is_
     assert actions == [
         ("alert.issue", "emergency-tester", "pending_approval"),
         ("alert.approve", "emergency-tester", "same_person"),
+        ("alert.approve", "staff-tester", "forbidden"),  # refused for the role: recorded too
         ("alert.approve", "desk-2", "queued"),
         ("alert.approve", "desk-2", "not_pending"),
         ("alert.issue", "emergency-tester", "pending_approval"),
         ("alert.withdraw", "emergency-tester", "cancelled"),
         ("alert.approve", "desk-2", "not_pending"),
+        ("audit.read", "emergency-tester", "forbidden"),
     ]
     assert all(e["from"] == "127.0.0.1" and e["at"] > 0 for e in audit["audit"])
     assert first_desk not in json.dumps(audit) and second_desk not in json.dumps(audit)

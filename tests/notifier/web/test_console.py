@@ -264,7 +264,7 @@ async def test_compose_checks_in_japanese_then_queues_with_translations_and_a_sc
         "/console/compose", {"title": "", "body": "本文", "url": "ftp://x"}
     )
     assert status == 400
-    assert "件名を1〜100文字で入力してください。" in page
+    assert "件名は改行や特殊な文字を含めず、1〜100文字で入力してください。" in page
     assert "分野を一つ以上選んでください。" in page and "https://" in page
     assert 'value="ftp://x"' in page  # what staff typed stays
     day = (datetime.now(runtime.settings.tz) + timedelta(days=30)).date().isoformat()
@@ -308,7 +308,10 @@ async def test_preview_shows_every_channel_or_the_fields_to_fix(
     status, text, _ = await console.post("/console/preview", {"title": "題", "body": ""})
     answer = json.loads(text)
     assert status == 200 and answer["html"] == ""
-    assert answer["errors"]["body"] == "本文を1〜5,000文字で入力してください。"
+    assert answer["errors"]["body"] == (
+        "本文は特殊な文字（制御文字や文字の向きを変える記号など）を含めず、"
+        "1〜5,000文字で入力してください。"
+    )
     form = {
         "title": "粗大ごみの<収集日>",
         "body": "収集日が変わります。" * 30,

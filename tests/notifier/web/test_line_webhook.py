@@ -17,7 +17,15 @@ from notifier.runtime import Runtime
 from notifier.service import Service
 from tests.conftest import LINE_SECRET, announcement, line_settings, make_settings, wait_for
 from tests.fake_line import FakeLine
-from tests.line_events import body_and_headers, follow, payload, postback, text_message, unfollow
+from tests.line_events import (
+    body_and_headers,
+    follow,
+    payload,
+    postback,
+    sign,
+    text_message,
+    unfollow,
+)
 
 USER = "U" + "7" * 32
 
@@ -142,6 +150,45 @@ async def test_a_bad_signature_is_refused_and_changes_nothing(
             assert response.status == 400
     assert await runtime.subscribers.find("line", USER) is None
     assert fake_line.replies == []
+
+
+async def test_a_malformed_event_is_skipped_and_the_others_of_its_delivery_are_handled(
+    resident: Resident, runtime: Runtime, fake_line: FakeLine
+) -> None:
+    other = "U" + "8" * 32
+    bad_id = follow("U" + "8" * 31 + "Z", resident.token())  # not U and 32 lowercase hex
+    no_event_id = {**follow(other, resident.token()), "webhookEventId": "a b"}
+    broken = {"type": "follow"}  # no source, no timestamp …
+    assert await resident.send(bad_id, 42, broken, no_event_id, {"type": "futureEvent"},
+                               follow(USER, resident.token())) == 200  # fmt: skip
+    assert await choices_of(runtime, USER) == {"areas": [], "topics": [], "language": "ja"}
+    assert await runtime.subscribers.find("line", other) is None
+    assert len(fake_line.replies) == 1  # the good follow's welcome, and nothing else
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"[" * 5000 + b"]" * 5000, "bad_payload"),
+        (b'{"destination": "x", "events": {"type": "follow"}}', "bad_payload"),
+        (b'["events"]', "bad_payload"),
+        (b"\xff\xfe", "bad_signature"),  # the SDK signs text: bytes not UTF-8 never match
+    ],
+)
+async def test_a_signed_body_that_is_no_webhook_payload_is_refused_cleanly(
+    resident: Resident, runtime: Runtime, body: bytes, code: str
+) -> None:
+    headers = {"X-Line-Signature": sign(LINE_SECRET, body), "Content-Type": "application/json"}
+    async with resident.session.post(resident.url, data=body, headers=headers) as response:
+        assert response.status == (400 if code == "bad_payload" else 401)
+        assert (await response.json())["error"]["code"] == code
+
+
+async def test_an_odd_signature_header_is_a_401_not_a_fault(resident: Resident) -> None:
+    body, _ = body_and_headers(LINE_SECRET, payload(follow(USER, resident.token())))
+    headers = {"X-Line-Signature": "é" * 44}
+    async with resident.session.post(resident.url, data=body, headers=headers) as response:
+        assert response.status == 401
 
 
 async def test_an_empty_event_list_is_lines_connection_check(resident: Resident) -> None:
