@@ -215,7 +215,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         settings = load_settings(redis_url=args.redis_url, redis_prefix=prefix, secret_key=SECRET)
         runtime = Runtime.open(settings)
         started = time.perf_counter()
-        if await runtime.redis.scard(runtime.keys.by_channel("line")) != args.subscribers:
+        if await runtime.redis.zcard(runtime.keys.by_channel("line")) != args.subscribers:
             await load(runtime, "line", args.subscribers)
         token = await runtime.tokens.create("emergency", f"bench-{uuid.uuid4().hex[:8]}")
         figures["load_s"] = round(time.perf_counter() - started, 1)

@@ -294,8 +294,7 @@ class EmailChannel(BaseChannel):
             counts = await pipe.execute()
         suspended = [sid for sid, n in zip(subscriber_ids, counts, strict=True) if n >= limit]
         if suspended:
-            await redis.srem(keys.by_channel("email"), *suspended)
-            await redis.sadd(keys.suspended("email"), *suspended)
+            await self._subscribers.suspend(self.name, suspended)
 
     async def _to_outbox(self, batch: Batch, tokens: dict[str, str]) -> Outcome:
         folder = self.context.outbox(self.name)

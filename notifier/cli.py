@@ -18,7 +18,8 @@ from notifier import cli_access, intake, logs
 from notifier.config import CHANNELS, Settings, load_settings
 from notifier.digest import DigestBuilder, Period, week_before, week_of
 from notifier.pdf import PdfMaker, processes_for_digest
-from notifier.redis_server import HOW_TO_GET_REDIS, answers, start_private
+from notifier.redis_client import survey, where
+from notifier.redis_server import HOW_TO_GET_REDIS, start_private
 from notifier.runtime import Runtime
 from notifier.service import PARTS, Service
 from notifier.subscribers import ImportError_, parse_csv
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return result
     except RedisError as e:
         print(
-            f"notifier: Redis error: {e}\n{HOW_TO_GET_REDIS.format(url=settings.redis_url)}",
+            f"notifier: Redis error: {e}\n{HOW_TO_GET_REDIS.format(url=where(settings))}",
             file=sys.stderr,
         )
         return 1
@@ -98,6 +99,7 @@ def with_runtime(settings: Settings, job: Callable[[Runtime], Awaitable[int]]) -
     async def run() -> int:
         runtime = Runtime.open(settings)
         try:
+            await runtime.subscribers.upgrade_index()  # an index from before it was ordered
             return await job(runtime)
         finally:
             await runtime.close()
@@ -106,8 +108,12 @@ def with_runtime(settings: Settings, job: Callable[[Runtime], Awaitable[int]]) -
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    try:
-        private = start_private(settings.redis_url, settings.outbox_dir.parent)
+    try:  # a trial's private Redis; under Sentinel the operator runs Redis
+        private = (
+            None
+            if settings.sentinels
+            else start_private(settings.redis_url, settings.outbox_dir.parent)
+        )
     except RuntimeError as e:
         print(f"notifier: {e}", file=sys.stderr)
         return 1
@@ -139,8 +145,11 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if not answers(settings.redis_url):
-        print(f"notifier: {HOW_TO_GET_REDIS.format(url=settings.redis_url)}", file=sys.stderr)
+    ok, found = survey(settings)
+    if not ok:
+        print(f"notifier: {HOW_TO_GET_REDIS.format(url=where(settings))}", file=sys.stderr)
+        for line in found[:-1] if settings.sentinels else []:
+            print(f"notifier: {line}", file=sys.stderr)
         return 1
 
     async def run() -> int:
@@ -275,8 +284,9 @@ LIVE_CHANNELS = ("line", "x", "email")  # channels that send for real when their
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    ok = answers(settings.redis_url)
-    print(f"redis    {'answers' if ok else 'NOT ANSWERING'} at {settings.redis_url}")
+    ok, found = survey(settings)
+    for line in found:
+        print(line)
     for channel in CHANNELS:
         missing = settings.missing_credentials(channel)
         if channel == "print":

@@ -99,12 +99,32 @@ class Ward(BaseModel):
         return next(t for t in self.topics if t.code == code)
 
 
+def sentinel_hosts(value: str) -> list[tuple[str, int]]:
+    """``"10.0.0.1:26379,sentinel-b:26379"`` as (host, port) pairs."""
+    hosts = []
+    for item in (part.strip() for part in value.split(",")):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"each Sentinel is host:port, such as 127.0.0.1:26379 (not {item!r})")
+        hosts.append((host.strip("[]"), int(port)))
+    return hosts
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NOTIFIER_", extra="ignore")
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "notifier:"
     redis_max_connections: int = Field(256, ge=8)  # per process; a task waits for a free one
+    # Sentinel: "host:port,host:port,…"; when set, the master Sentinel names is used (the
+    # URL's database and password still apply) and followed through a failover
+    redis_sentinels: str | None = None
+    redis_sentinel_master: str = "notifier"
+    redis_sentinel_password: SecretStr | None = None
+    # replicas that must hold a notice before the API accepts it (None: 1 under Sentinel,
+    # 0 with a single Redis), and how long to wait for them, in seconds
+    redis_min_replicas: int | None = Field(None, ge=0)
+    redis_replica_timeout: float = Field(0.5, gt=0, le=30)
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
     public_url: str = "http://127.0.0.1:8080"
@@ -190,6 +210,24 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown channel {', '.join(unknown)}; known: {', '.join(CHANNELS)}")
         return value
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _sentinels(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        sentinel_hosts(value)  # each host:port, or a message naming the one at fault
+        return value
+
+    @property
+    def sentinels(self) -> list[tuple[str, int]]:
+        return sentinel_hosts(self.redis_sentinels) if self.redis_sentinels else []
+
+    @property
+    def min_replicas(self) -> int:
+        if self.redis_min_replicas is not None:
+            return self.redis_min_replicas
+        return 1 if self.redis_sentinels else 0
 
     @field_validator("public_url", "line_api_url", "x_api_url")
     @classmethod

@@ -29,7 +29,7 @@ from channels import BaseChannel, channel_class
 from notifier import json_input
 from notifier.config import Settings
 from notifier.cutting import Cutter, Share, plan
-from notifier.keys import LANES, Keys
+from notifier.keys import ALL, LANES, Keys
 from notifier.logs import event
 from notifier.metrics import Metrics
 from notifier.models import Alert, AnyNotice, field_errors, parse_notice
@@ -62,6 +62,7 @@ class Prepared:
     recipients: int = 0  # of X and print; a subscriber channel counts as it is cut
     single: dict[str, Any] | None = None  # the one batch of X or print
     shares: list[Share] = field(default_factory=list)  # of a subscriber channel
+    audience: int | None = None  # a subscriber channel's audience, counted when planned
 
 
 def render_groups(
@@ -278,6 +279,8 @@ class Dispatcher:
                 f"{p.channel}:failed": 0,
                 f"{p.channel}:pending": p.recipients,
             }
+            if p.audience is not None:  # what the cut must come to (cutting.Cutter.check)
+                progress[f"{p.channel}:audience"] = p.audience
             if p.shares:
                 progress[f"{p.channel}:cutting"] = 1  # not done before every batch is cut
                 self.cutter.record(pipe, notice.id, p.shares)
@@ -288,12 +291,29 @@ class Dispatcher:
             drill = k.drill_audience(notice.id)
             pipe.delete(drill)
             if self.settings.alert_test_audience:
-                pipe.sadd(drill, *self.settings.alert_test_audience)
+                pipe.zadd(drill, dict.fromkeys(self.settings.alert_test_audience, 0))
             pipe.expire(drill, 7 * 24 * 3600)
         waiting = any(p.recipients or p.shares for p in prepared)
         pipe.hset(
             k.notice(notice.id),
             mapping={"status": "dispatching" if waiting else "done", "updated": time.time()},
+        )
+
+    async def _drill_audience(self, channel: str, areas: list[str]) -> int:
+        """How many of the test audience a drill for ``areas`` reaches on ``channel``."""
+        ids = self.settings.alert_test_audience
+        if not ids:
+            return 0
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zmscore(k.by_channel(channel), ids)
+            for key in [k.by_area(a) for a in [*areas, ALL]] if areas else []:
+                pipe.zmscore(key, ids)
+            on_channel, *in_areas = await pipe.execute()
+        return sum(
+            1
+            for i in range(len(ids))
+            if on_channel[i] is not None and (not areas or any(a[i] is not None for a in in_areas))
         )
 
     def _batch_size(self, cls: type[BaseChannel]) -> int:
@@ -332,6 +352,12 @@ class Dispatcher:
                     self.keys.delivery(name, lane(notice.kind)),
                     self._batch_size(cls),
                 )
+                if drill:
+                    p.audience = await self._drill_audience(name, notice.areas)
+                else:
+                    p.audience = await self.subscribers.audience_count(
+                        name, notice.areas, topics, languages
+                    )
             elif drill and cls.audience == "public":
                 pass  # a drill is never posted for everyone to see
             else:

@@ -154,6 +154,13 @@ class Keys:
         """A subscription waiting for its confirmation link (48 h)."""
         return f"{self.prefix}confirm:{token}"
 
+    @property
+    def census(self) -> str:
+        """How many subscribers made each set of choices: ``channel|areas|topics|language``
+        → count (no ids), kept beside the index and apart from it, so that a notice's
+        audience can be counted when it is planned and its cut checked against that."""
+        return f"{self.prefix}sub:census"
+
     def suspended(self, channel: str) -> str:
         """Subscribers whose address keeps failing: kept, but no longer sent to."""
         return f"{self.prefix}sub:suspended:{channel}"
@@ -166,17 +173,24 @@ class Keys:
     def subscriber_lookup(self) -> str:
         return f"{self.prefix}sub:lookup"
 
+    # The subscriber index: sorted sets of subscriber ids, every score 0, so that members
+    # are in the order of their ids on any copy of the data (a restarted Redis, a promoted
+    # replica) and a walk can resume after the last id it took (ZRANGE … BYLEX).
     def by_channel(self, channel: str) -> str:
-        return f"{self.prefix}sub:channel:{channel}"
+        return f"{self.prefix}idx:channel:{channel}"
 
     def by_area(self, area: str) -> str:
-        return f"{self.prefix}sub:area:{area}"
+        return f"{self.prefix}idx:area:{area}"
 
     def by_topic(self, topic: str) -> str:
-        return f"{self.prefix}sub:topic:{topic}"
+        return f"{self.prefix}idx:topic:{topic}"
 
     def by_language(self, language: str) -> str:
-        return f"{self.prefix}sub:lang:{language}"
+        return f"{self.prefix}idx:lang:{language}"
+
+    def index_before(self, key: str) -> str:
+        """Where an index key stood as a plain set, before the index was ordered."""
+        return key.replace(f"{self.prefix}idx:", f"{self.prefix}sub:", 1)
 
     # tokens
     @property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
 from notifier.accounts import AccountStore
 from notifier.alerts import AlertDesk
@@ -12,6 +12,7 @@ from notifier.audit import AuditLog
 from notifier.config import Settings
 from notifier.keys import Keys
 from notifier.metrics import Metrics
+from notifier.redis_client import connect
 from notifier.render import Templates
 from notifier.store import NoticeStore
 from notifier.subscribers import SubscriberStore
@@ -36,16 +37,7 @@ class Runtime:
     def open(cls, settings: Settings, metrics: Metrics | None = None) -> Runtime:
         # a blocking pool: at a burst (every channel at full concurrency) a task waits for
         # a free connection instead of failing with MaxConnectionsError
-        pool = BlockingConnectionPool.from_url(
-            settings.redis_url,
-            max_connections=settings.redis_max_connections,
-            timeout=10,
-            health_check_interval=30,
-            socket_connect_timeout=5,
-            protocol=2,  # the reply shapes the code is written for
-            client_name=f"notifier@{settings.redis_prefix.rstrip(':')}",
-        )
-        redis = Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
+        redis = connect(settings)
         keys = Keys(settings.redis_prefix)
         return cls(
             settings=settings,
@@ -53,7 +45,7 @@ class Runtime:
             keys=keys,
             metrics=metrics or Metrics(),
             templates=Templates(settings),
-            notices=NoticeStore(redis, keys),
+            notices=NoticeStore(redis, keys, settings.min_replicas, settings.redis_replica_timeout),
             subscribers=SubscriberStore(redis, keys, settings),
             tokens=TokenStore(redis, keys),
             accounts=AccountStore(redis, keys),

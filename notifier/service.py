@@ -57,6 +57,7 @@ class Service:
     async def start(self) -> None:
         rt = self.runtime
         await rt.redis.ping()
+        await rt.subscribers.upgrade_index()
         if "api" in self.parts:
             self._runner = web.AppRunner(make_app(rt), handle_signals=False)
             await self._runner.setup()

@@ -58,12 +58,18 @@ class Accepted:
     status: str
     replay: dict[str, Any] | None = None  # the first answer, for a retried request
     conflict: bool = False  # same Idempotency-Key, different body
+    replicated: bool = True  # False: fewer replicas than wanted confirmed it in time
 
 
 class NoticeStore:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, min_replicas: int = 0, replica_timeout: float = 0.5
+    ) -> None:
+        """``min_replicas``: how many replicas must hold an accepted notice (Redis WAIT,
+        up to ``replica_timeout`` seconds) before it counts as accepted."""
         self.redis = redis
         self.keys = keys
+        self.min_replicas, self.replica_timeout = min_replicas, replica_timeout
         self._accept = redis.register_script(_ACCEPT)
         self._cancel = redis.register_script(_CANCEL)
 
@@ -82,27 +88,33 @@ class NoticeStore:
         k = self.keys
         key_digest, body_digest = idempotency or ("-", "")
         response = json.dumps({"id": notice_id, "status": status})
-        previous = await self._accept(
-            keys=[k.idempotency(key_digest), k.notice(notice_id), k.notices, k.intake],
-            args=[
-                notice_id,
-                notice_json,
-                status,
-                time.time(),
-                body_digest,
-                IDEMPOTENCY_TTL,
-                response,
-                "1" if idempotency else "0",
-                kind,
-            ],
-        )
+        async with self.redis.pipeline(transaction=False) as pipe:  # WAIT: on one connection
+            await self._accept(
+                keys=[k.idempotency(key_digest), k.notice(notice_id), k.notices, k.intake],
+                args=[
+                    notice_id,
+                    notice_json,
+                    status,
+                    time.time(),
+                    body_digest,
+                    IDEMPOTENCY_TTL,
+                    response,
+                    "1" if idempotency else "0",
+                    kind,
+                ],
+                client=pipe,
+            )
+            if self.min_replicas:
+                pipe.wait(self.min_replicas, int(self.replica_timeout * 1000))
+            previous, *confirmed = await pipe.execute()
+        replicated = not confirmed or int(confirmed[0]) >= self.min_replicas
         if previous is None:
-            return Accepted(notice_id, status)
+            return Accepted(notice_id, status, replicated=replicated)
         stored = json.loads(previous)
         first = json.loads(stored["response"])
         if stored["hash"] != body_digest:
-            return Accepted(first["id"], first["status"], conflict=True)
-        return Accepted(first["id"], first["status"], replay=first)
+            return Accepted(first["id"], first["status"], conflict=True, replicated=replicated)
+        return Accepted(first["id"], first["status"], replay=first, replicated=replicated)
 
     async def cancel(self, notice_id: str) -> str:
         """'ok', 'missing' (also for an alert: the desk calls those off), or the status

@@ -1,4 +1,5 @@
-"""The subscriber store (Redis sets per channel, area, topic and language) and audiences."""
+"""The subscriber store (an index of sorted sets per channel, area, topic and language, in
+the order of the ids on any copy of the data) and audiences."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import hmac
 import io
 import secrets
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import cast
@@ -55,6 +56,8 @@ class SubscriberStore:
         if settings.secret_key_previous is not None:
             self._lookup_keys.append(_lookup_key(settings.secret_key_previous))
         self.sealer = Sealer(settings.secret_key, settings.secret_key_previous)
+        self._upgrade = redis.register_script(_UPGRADE)
+        self._suspend = redis.register_script(_SUSPEND)
 
     def lookup_hash(self, channel: str, address: str, key: int = 0) -> str:
         """A keyed hash of the address: finds a subscriber without storing the address as a
@@ -123,6 +126,8 @@ class SubscriberStore:
         hashes = [self.lookup_hash(s.channel, s.address) for s in subscribers]
         existing = await self._lookup(subscribers)
         olds = await self._get_many([as_text(found) if found else None for found in existing])
+        resting = await self._suspended(olds, existing)
+        census: Counter[str] = Counter()
         results: list[tuple[str, bool]] = []
         removals: dict[str, list[str]] = defaultdict(list)  # set key → ids, as few commands
         additions: dict[str, list[str]] = defaultdict(list)  # as there are sets
@@ -135,6 +140,11 @@ class SubscriberStore:
                 if old is not None:
                     for key in self._sets(old):
                         removals[key].append(subscriber_id)
+                    if subscriber_id in resting:  # subscribing again lifts a suspension
+                        pipe.srem(self.keys.suspended(old.channel), subscriber_id)
+                    else:
+                        census[choices(old)] -= 1
+                census[choices(sub)] += 1
                 for key in self._sets(sub):
                     additions[key].append(subscriber_id)
                 pipe.hset(
@@ -151,14 +161,58 @@ class SubscriberStore:
                 lookups[digest] = subscriber_id
                 results.append((subscriber_id, found is None))
             for key, ids in removals.items():
-                pipe.srem(key, *ids)
+                pipe.zrem(key, *ids)
             for key, ids in additions.items():
-                pipe.sadd(key, *ids)
+                pipe.zadd(key, dict.fromkeys(ids, 0))
             if contacts:
                 pipe.hset(self.keys.contacts, mapping=contacts)
                 pipe.hset(self.keys.subscriber_lookup, mapping=lookups)
+            for signature, change in census.items():
+                if change:
+                    pipe.hincrby(self.keys.census, signature, change)
             await pipe.execute()
         return results
+
+    async def _suspended(
+        self, olds: list[Subscriber | None], existing: list[bytes | str | None]
+    ) -> set[str]:
+        """The ids among ``existing`` subscribers whose address is suspended."""
+        found = [(as_text(f), o.channel) for f, o in zip(existing, olds, strict=True) if f and o]
+        if not found:
+            return set()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid, channel in found:
+                pipe.sismember(self.keys.suspended(channel), sid)
+            flags = await pipe.execute()
+        return {sid for (sid, _), flag in zip(found, flags, strict=True) if flag}
+
+    async def suspend(self, channel: str, ids: list[str]) -> int:
+        """Stop sending to these subscribers (their address keeps failing), keeping their
+        data; returns how many were newly suspended."""
+        k = self.keys
+        keys = [k.suspended(channel), k.by_channel(channel), k.census]
+        return int(await self._suspend(keys=[*keys, *map(k.subscriber, ids)], args=ids))
+
+    async def audience_count(
+        self, channel: str, areas: list[str], topics: list[str] | None, languages: list[str]
+    ) -> int:
+        """How many on ``channel`` a notice for ``areas`` ([] = whole ward) and ``topics``
+        (None = regardless of topic choices) reaches, counted from the census rather than
+        the index: what a cut of the index must come to."""
+        census = cast("dict[bytes, bytes]", await self.redis.hgetall(self.keys.census))
+        wanted_areas, wanted_topics, readers = set(areas), set(topics or ()), set(languages)
+        total = 0
+        for signature, count in census.items():
+            on, chosen_areas, chosen_topics, language = as_text(signature).split("|")
+            if on != channel or language not in readers:
+                continue
+            if wanted_areas and chosen_areas and wanted_areas.isdisjoint(chosen_areas.split()):
+                continue
+            if topics is not None and chosen_topics:
+                if wanted_topics.isdisjoint(chosen_topics.split()):
+                    continue
+            total += int(count)
+        return total
 
     async def unsubscribe_tokens(self, ids: list[str]) -> dict[str, str]:
         """Each subscriber's opaque unsubscribe token, made on first need."""
@@ -190,7 +244,10 @@ class SubscriberStore:
         if old is None:
             return False
         token = await self.redis.hget(self.keys.unsubscribe_tokens_by_id, subscriber_id)
+        resting = await self._suspended([old], [subscriber_id])
         async with self.redis.pipeline(transaction=True) as pipe:
+            if not resting:
+                pipe.hincrby(self.keys.census, choices(old), -1)
             if token:
                 pipe.hdel(self.keys.unsubscribe_tokens, token)
                 pipe.hdel(self.keys.unsubscribe_tokens_by_id, subscriber_id)
@@ -254,7 +311,48 @@ class SubscriberStore:
 
     def _unindex(self, pipe: Pipeline, subscriber_id: str, sub: Subscriber) -> None:
         for key in self._sets(sub):
-            pipe.srem(key, subscriber_id)
+            pipe.zrem(key, subscriber_id)
+
+    def index_keys(self) -> list[str]:
+        """Every key of the subscriber index."""
+        k, ward = self.keys, self.settings.ward
+        return [
+            *(k.by_channel(c) for c in ("line", "email", "print")),
+            *(k.by_area(a) for a in [*ward.area_codes, ALL]),
+            *(k.by_topic(t) for t in [*ward.topic_codes, ALL]),
+            *(k.by_language(lang) for lang in ward.language_codes),
+        ]
+
+    async def upgrade_index(self) -> int:
+        """Move an index kept as plain sets (before it was ordered) into the sorted sets,
+        a key at a time, each move atomic; safe to run again. Returns the keys moved."""
+        moved = 0
+        for key in self.index_keys():
+            moved += int(await self._upgrade(keys=[self.keys.index_before(key), key]))
+        if moved and not await self.redis.exists(self.keys.census):
+            await self.recount()
+        return moved
+
+    async def recount(self, chunk: int = 500) -> int:
+        """Count the census again from the subscribers themselves (an index from before the
+        census, or one an operator repaired by hand); returns how many were counted."""
+        k, census, cursor = self.keys, Counter[str](), 0
+        while True:
+            cursor, found = await self.redis.hscan(k.contacts, cursor, count=chunk)
+            ids = [as_text(i) for i in cast("dict[bytes, bytes]", found)]
+            olds = await self._get_many(list(ids))
+            resting = await self._suspended(olds, list(ids))
+            for sid, old in zip(ids, olds, strict=True):
+                if old is not None and sid not in resting:
+                    census[choices(old)] += 1
+            if cursor == 0:
+                break
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(k.census)
+            if census:
+                pipe.hset(k.census, mapping=cast("dict[FieldT, EncodableT]", dict(census)))
+            await pipe.execute()
+        return sum(census.values())
 
     async def audience(self, channel: str, areas: list[str], topics: list[str] | None) -> Audience:
         """Who on ``channel`` gets a notice for ``areas`` ([] = whole ward) and ``topics``
@@ -268,13 +366,13 @@ class SubscriberStore:
         sets = [k.by_channel(channel)]
         async with self.redis.pipeline(transaction=True) as pipe:
             if areas:
-                pipe.sunionstore(in_areas, [k.by_area(a) for a in [*areas, ALL]])
+                pipe.zunionstore(in_areas, [k.by_area(a) for a in [*areas, ALL]])
                 sets.append(in_areas)
             if topics is not None:
-                pipe.sunionstore(in_topics, [k.by_topic(t) for t in [*topics, ALL]])
+                pipe.zunionstore(in_topics, [k.by_topic(t) for t in [*topics, ALL]])
                 sets.append(in_topics)
             for lang in languages:
-                pipe.sinter([*sets, k.by_language(lang)])
+                pipe.zinter([*sets, k.by_language(lang)])
             pipe.delete(in_areas, in_topics)
             replies = await pipe.execute()
         members = replies[len(sets) - 1 : len(sets) - 1 + len(languages)]
@@ -290,11 +388,11 @@ class SubscriberStore:
         """How many on ``channel`` an alert for ``areas`` ([] = whole ward) reaches."""
         k = self.keys
         if not areas:
-            return int(await self.redis.scard(k.by_channel(channel)))
+            return int(await self.redis.zcard(k.by_channel(channel)))
         scratch = f"{k.scratch(secrets.token_hex(8))}:areas"
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.sunionstore(scratch, [k.by_area(a) for a in [*areas, ALL]])
-            pipe.sintercard(2, [k.by_channel(channel), scratch])
+            pipe.zunionstore(scratch, [k.by_area(a) for a in [*areas, ALL]])
+            pipe.zintercard(2, [k.by_channel(channel), scratch])
             pipe.delete(scratch)
             _, size, _ = await pipe.execute()
         return int(size)
@@ -311,7 +409,7 @@ class SubscriberStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             for members in groups.values():
                 for _, key in members:
-                    pipe.scard(key)
+                    pipe.zcard(key)
             sizes = iter(await pipe.execute())
         return {
             group: {code: int(next(sizes)) for code, _ in members}
@@ -321,9 +419,48 @@ class SubscriberStore:
     async def counts(self) -> dict[str, int]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for channel in ("line", "email", "print"):
-                pipe.scard(self.keys.by_channel(channel))
+                pipe.zcard(self.keys.by_channel(channel))
             values = await pipe.execute()
         return dict(zip(("line", "email", "print"), values, strict=True))
+
+
+# KEYS: the index key as a plain set (before), the sorted set it becomes
+_UPGRADE = """
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'set' then return 0 end
+local members = redis.call('SMEMBERS', KEYS[1])
+for i = 1, #members, 1000 do
+  local scored = {}
+  for j = i, math.min(i + 999, #members) do
+    scored[#scored + 1] = 0
+    scored[#scored + 1] = members[j]
+  end
+  redis.call('ZADD', KEYS[2], unpack(scored))
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+# KEYS: 1 the channel's suspended set, 2 its index, 3 the census, 4… the subscribers' hashes
+# ARGV: the subscribers' ids, in the order of their hashes
+_SUSPEND = """
+local done = 0
+for i = 1, #ARGV do
+  local fields = redis.call('HMGET', KEYS[3 + i], 'channel', 'areas', 'topics', 'language')
+  if fields[1] and redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
+    redis.call('ZREM', KEYS[2], ARGV[i])
+    local signature = fields[1] .. '|' .. (fields[2] or '') .. '|' .. (fields[3] or '') .. '|'
+      .. (fields[4] or 'ja')
+    redis.call('HINCRBY', KEYS[3], signature, -1)
+    done = done + 1
+  end
+end
+return done
+"""
+
+
+def choices(sub: Subscriber) -> str:
+    """A subscriber's census field, from the fields as their hash stores them."""
+    return f"{sub.channel}|{' '.join(sub.areas)}|{' '.join(sub.topics)}|{sub.language}"
 
 
 SEPARATOR = "\x1f"  # the unit separator: validation keeps control characters out of both

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -64,6 +65,15 @@ async def post_announcement(request: web.Request) -> web.Response:
     if accepted.replay is None:
         await audit(request, token, "announcement.create", accepted.id, accepted.status)
         event(log, "notice.accepted", notice=accepted.id, by=token.name, status=accepted.status)
+    if not accepted.replicated:  # stored, but a failover now could lose it: say so
+        event(log, "notice.not_replicated", logging.WARNING, notice=accepted.id)
+        raise ApiError(
+            503,
+            "not_replicated",
+            "no replica confirmed the announcement in time; send it again with the same"
+            " Idempotency-Key (it will not be sent twice)",
+            headers={"Retry-After": "1"},
+        )
     return json_response({"id": accepted.id, "status": accepted.status}, status=202)
 
 

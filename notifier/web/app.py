@@ -50,6 +50,8 @@ class ApiError(Exception):
     def response(self) -> web.Response:
         body = {"error": {"code": self.code, "message": self.message, "fields": self.fields}}
         response = json_response(body, status=self.status)
+        if self.status == 503:  # a restart or a failover: worth trying again in a second
+            response.headers["Retry-After"] = "1"
         response.headers.update(self.headers)
         return response
 

@@ -65,7 +65,8 @@ def document(settings: Settings) -> dict[str, Any]:
             "parameters": _parameters(),
             "headers": {
                 "Retry-After": {
-                    "description": "Seconds until the rate limit's window closes.",
+                    "description": "Seconds to wait: until the rate limit's window closes"
+                    " (429), or before trying again (503).",
                     "required": True,
                     "schema": {"type": "integer", "minimum": 1},
                 }
@@ -91,7 +92,12 @@ ERRORS = {
     413: ("TooLarge", "The body is over NOTIFIER_MAX_BODY_BYTES."),
     422: ("IdempotencyConflict", "This Idempotency-Key was used with a different body."),
     429: ("TooManyRequests", "Over a rate limit; try again after `Retry-After` seconds."),
-    503: ("Unavailable", "Redis is not answering; try again."),
+    503: (
+        "Unavailable",
+        "Redis is not answering (or, under Sentinel, no replica confirmed an announcement in"
+        " time: `not_replicated`); try again after `Retry-After` seconds, with the same"
+        " Idempotency-Key.",
+    ),
 }
 LIMITED = (429, 503)  # what every /api/ route may answer
 
@@ -112,7 +118,8 @@ def _error_responses() -> dict[str, Schema]:
     responses: dict[str, Schema] = {}
     for name, description in ERRORS.values():
         responses[name] = {"description": description, "content": _json(_schema("Error"))}
-    responses["TooManyRequests"]["headers"] = {"Retry-After": _ref("headers", "Retry-After")}
+    for limited in ("TooManyRequests", "Unavailable"):
+        responses[limited]["headers"] = {"Retry-After": _ref("headers", "Retry-After")}
     return responses
 
 
@@ -567,6 +574,11 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
     new_alert["description"] = TRIMMED
     progress = _object(
         {
+            "audience": {
+                **_COUNT,
+                "description": "LINE and email: the residents the audience held when the"
+                " notice was planned (recipients: those cut into batches).",
+            },
             "recipients": _COUNT,
             "sent": _COUNT,
             "failed": _COUNT,
@@ -574,7 +586,7 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
             "paused": {**_STRING, "description": "Why the channel holds its batches for now."},
             "held_until": {**_WHEN, "description": "The end of the channel's quiet hours."},
         },
-        optional=("paused", "held_until"),
+        optional=("audience", "paused", "held_until"),
     )
     return {
         "Error": _object(

@@ -81,7 +81,13 @@ async def test_each_resident_gets_the_notice_once_in_their_language(
         translations={"en": {"title": "Bulky waste days change", "body": "From December."}},
     )
     result = await finished(runtime, notice_id)
-    assert result["progress"]["line"] == {"recipients": 2, "sent": 2, "failed": 0, "pending": 0}
+    assert result["progress"]["line"] == {
+        "audience": 2,
+        "recipients": 2,
+        "sent": 2,
+        "failed": 0,
+        "pending": 0,
+    }
     assert received(fake_line) == Counter({nerima: 1, oizumi_en: 1})
     (japanese,) = fake_line.messages_for(nerima)
     (english,) = fake_line.messages_for(oizumi_en)
@@ -100,7 +106,13 @@ async def test_exactly_once_through_5xx_timeouts_and_429s(
     fake_line.fail(500, "timeout", 429, 503, "timeout", 502)
     notice_id = await post(runtime, areas=[])
     result = await finished(runtime, notice_id)
-    assert result["progress"]["line"] == {"recipients": 5, "sent": 5, "failed": 0, "pending": 0}
+    assert result["progress"]["line"] == {
+        "audience": 5,
+        "recipients": 5,
+        "sent": 5,
+        "failed": 0,
+        "pending": 0,
+    }
     assert received(fake_line) == Counter(dict.fromkeys(USERS, 1))
     statuses = Counter(status for path, status in fake_line.responses if "multicast" in path)
     assert statuses[409] >= 1  # a retry of a batch LINE had taken was answered "already accepted"
@@ -174,7 +186,13 @@ async def test_a_worker_killed_mid_fan_out_and_restarted_delivers_each_user_once
     await kill_worker_once("line", env, lambda: _count(fake_line.multicasts, 2))
     assert int((await runtime.redis.xpending(stream, GROUP))["pending"]) == 2
     result = await take_over(settings, "line", runtime, notice_id)
-    assert result["progress"]["line"] == {"recipients": 10, "sent": 10, "failed": 0, "pending": 0}
+    assert result["progress"]["line"] == {
+        "audience": 10,
+        "recipients": 10,
+        "sent": 10,
+        "failed": 0,
+        "pending": 0,
+    }
     assert received(fake_line) == Counter(dict.fromkeys(users, 1))
     statuses = Counter(status for path, status in fake_line.responses if "multicast" in path)
     assert statuses[409] == 2

@@ -127,7 +127,13 @@ async def test_a_failing_channel_opens_its_circuit_while_the_others_deliver(
             await service.stop()
             await runtime.close()
         assert sorted(rcpt for e in sink.envelopes for rcpt in e.rcpt_tos) == sorted(mailboxes)
-    assert result["progress"]["line"] == {"recipients": 4, "sent": 4, "failed": 0, "pending": 0}
+    assert result["progress"]["line"] == {
+        "audience": 4,
+        "recipients": 4,
+        "sent": 4,
+        "failed": 0,
+        "pending": 0,
+    }
     assert Counter(u for r in fake_line.multicasts for u in r["to"]) == Counter(
         dict.fromkeys(USERS[:4], 1)
     )

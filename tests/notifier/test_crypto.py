@@ -46,6 +46,8 @@ async def test_no_address_or_name_is_stored_in_clear(runtime: Runtime) -> None:
             dump += b"".join(k + v for k, v in (await runtime.redis.hgetall(key)).items())
         elif kind == b"set":
             dump += b"".join(await runtime.redis.smembers(key))
+        elif kind == b"zset":
+            dump += b"".join(await runtime.redis.zrange(key, 0, -1))
     for value in ("hanako", "練馬花子", "a" * 32, "豊玉北", "大泉太郎"):
         assert value.encode() not in dump
     (sid, _), *_ = saved

@@ -85,9 +85,9 @@ async def test_each_channel_gets_exactly_its_audience_in_its_language(
     result = await done(api, tokens["staff"], notice_id)
     assert result["status"] == "done"
     assert result["progress"] == {
-        "line": {"recipients": 2, "sent": 2, "failed": 0, "pending": 0},
+        "line": {"audience": 2, "recipients": 2, "sent": 2, "failed": 0, "pending": 0},
         "x": {"recipients": 1, "sent": 1, "failed": 0, "pending": 0},
-        "email": {"recipients": 2, "sent": 2, "failed": 0, "pending": 0},
+        "email": {"audience": 2, "recipients": 2, "sent": 2, "failed": 0, "pending": 0},
         "print": {"recipients": 2, "sent": 2, "failed": 0, "pending": 0},
     }
 
@@ -176,7 +176,13 @@ async def test_no_audience_is_done_at_once(api: Api, tokens: dict[str, str], set
     )
     assert status == 202
     result = await done(api, tokens["staff"], body["id"])
-    assert result["progress"]["line"] == {"recipients": 0, "sent": 0, "failed": 0, "pending": 0}
+    assert result["progress"]["line"] == {
+        "audience": 0,
+        "recipients": 0,
+        "sent": 0,
+        "failed": 0,
+        "pending": 0,
+    }
     assert result["status"] == "done"
 
 
@@ -214,7 +220,13 @@ async def test_unsubscribed_before_delivery_is_not_sent(
         result = await wait_for(finished)
     finally:
         await workers.stop()
-    assert result["progress"]["line"] == {"recipients": 2, "sent": 1, "failed": 1, "pending": 0}
+    assert result["progress"]["line"] == {
+        "audience": 2,  # counted when planned; the one who left is counted failed
+        "recipients": 2,
+        "sent": 1,
+        "failed": 1,
+        "pending": 0,
+    }
     (request,) = [json.loads(p.read_text()) for p in (settings.outbox_dir / "line").glob("*")]
     assert request["to"] == [LINE_A]
     assert keep

@@ -133,7 +133,13 @@ async def test_a_worker_killed_mid_batch_is_taken_over_and_each_user_gets_it_onc
         channel = Scripted(context(settings, runtime), [])
         result = await run_worker(settings, runtime, channel, notice_id)
         assert result["status"] == "done"
-        assert result["progress"]["line"] == {"recipients": 5, "sent": 5, "failed": 0, "pending": 0}
+        assert result["progress"]["line"] == {
+            "audience": 5,
+            "recipients": 5,
+            "sent": 5,
+            "failed": 0,
+            "pending": 0,
+        }
         assert delivered(settings) == Counter(USERS)
         assert await claimed() == 0
     finally:
@@ -191,7 +197,13 @@ async def test_permanent_errors_fail_the_batch_with_the_reason(
     channel = Scripted(context(settings, runtime), [PermanentError("401 invalid token")])
     result = await run_worker(settings, runtime, channel, notice_id)
     assert result["status"] == "failed"
-    assert result["progress"]["line"] == {"recipients": 5, "sent": 0, "failed": 5, "pending": 0}
+    assert result["progress"]["line"] == {
+        "audience": 5,
+        "recipients": 5,
+        "sent": 0,
+        "failed": 5,
+        "pending": 0,
+    }
     assert len(channel.calls) == 1
     failures = [
         json.loads(f) for f in await runtime.redis.lrange(runtime.keys.failures(notice_id), 0, -1)

@@ -81,7 +81,13 @@ async def test_an_alert_reaches_everyone_in_its_areas_on_every_channel_whatever_
     result = await done(api, tokens["emergency"], alert_id)
     assert result["kind"] == "alert" and result["state"] == "active"
     assert result["requested_by"] == "emergency-tester"
-    assert result["progress"]["line"] == {"recipients": 2, "sent": 2, "failed": 0, "pending": 0}
+    assert result["progress"]["line"] == {
+        "audience": 2,
+        "recipients": 2,
+        "sent": 2,
+        "failed": 0,
+        "pending": 0,
+    }
     assert result["progress"]["email"]["sent"] == 1
     assert line_users(settings, alert_id) == {NERIMA_GARBAGE, WHOLE_WARD_EN}
 

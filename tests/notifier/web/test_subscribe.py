@@ -170,12 +170,24 @@ async def test_an_unknown_mailbox_fails_alone_and_is_suspended_after_repeated_bo
         await subscribed(runtime, people)
         sink.reject["r3@example.jp"] = 550
         first = await post_notice(runtime, areas=[])
-        assert first["progress"]["email"] == {"recipients": 6, "sent": 5, "failed": 1, "pending": 0}
+        assert first["progress"]["email"] == {
+            "audience": 6,
+            "recipients": 6,
+            "sent": 5,
+            "failed": 1,
+            "pending": 0,
+        }
         assert {m["To"] for m in sink.messages()} == set(people) - {"r3@example.jp"}
         second = await post_notice(runtime, areas=[], title="二通目")
         assert second["progress"]["email"]["failed"] == 1
         third = await post_notice(runtime, areas=[], title="三通目")  # suspended: not tried
-        assert third["progress"]["email"] == {"recipients": 5, "sent": 5, "failed": 0, "pending": 0}
+        assert third["progress"]["email"] == {
+            "audience": 5,
+            "recipients": 5,
+            "sent": 5,
+            "failed": 0,
+            "pending": 0,
+        }
     finally:
         await service.stop()
 
@@ -238,5 +250,11 @@ async def test_a_busy_mailbox_is_tried_again_and_gets_its_mail_once(
         result = await finished(runtime, str(notice.id))
     finally:
         await service.stop()
-    assert result["progress"]["email"] == {"recipients": 4, "sent": 4, "failed": 0, "pending": 0}
+    assert result["progress"]["email"] == {
+        "audience": 4,
+        "recipients": 4,
+        "sent": 4,
+        "failed": 0,
+        "pending": 0,
+    }
     assert sorted(m["To"] for m in sink.messages()) == sorted(people)  # each exactly once
