@@ -443,12 +443,18 @@ return 1
 # KEYS: 1 the channel's suspended set, 2 its index, 3 the census, 4… the subscribers' hashes
 # ARGV: the subscribers' ids, in the order of their hashes
 _SUSPEND = """
+local function sorted(codes)  -- as choices() writes them: space-separated, sorted
+  local list = {}
+  for code in string.gmatch(codes or '', '%S+') do list[#list + 1] = code end
+  table.sort(list)
+  return table.concat(list, ' ')
+end
 local done = 0
 for i = 1, #ARGV do
   local fields = redis.call('HMGET', KEYS[3 + i], 'channel', 'areas', 'topics', 'language')
   if fields[1] and redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
     redis.call('ZREM', KEYS[2], ARGV[i])
-    local signature = fields[1] .. '|' .. (fields[2] or '') .. '|' .. (fields[3] or '') .. '|'
+    local signature = fields[1] .. '|' .. sorted(fields[2]) .. '|' .. sorted(fields[3]) .. '|'
       .. (fields[4] or 'ja')
     redis.call('HINCRBY', KEYS[3], signature, -1)
     done = done + 1
@@ -459,8 +465,10 @@ return done
 
 
 def choices(sub: Subscriber) -> str:
-    """A subscriber's census field, from the fields as their hash stores them."""
-    return f"{sub.channel}|{' '.join(sub.areas)}|{' '.join(sub.topics)}|{sub.language}"
+    """A subscriber's census field; areas and topics sorted, so that the census has one
+    field per set of choices (at most a few tens of thousands) whatever order they came in."""
+    areas, topics = " ".join(sorted(sub.areas)), " ".join(sorted(sub.topics))
+    return f"{sub.channel}|{areas}|{topics}|{sub.language}"
 
 
 SEPARATOR = "\x1f"  # the unit separator: validation keeps control characters out of both
