@@ -41,6 +41,8 @@ class RedisProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        """Start it and wait until it answers; it must be this process that answers (a port
+        another process took meanwhile would send the test's writes elsewhere)."""
         self.process = subprocess.Popen(
             [
                 self.binary,
@@ -58,11 +60,7 @@ class RedisProcess:
                 "",
                 "--logfile",
                 str(self.folder / "redis.log"),
-                *(
-                    ["--replicaof", "127.0.0.1", str(self.replica_of.port)]
-                    if self.replica_of
-                    else []
-                ),
+                *self._replicating(),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -72,9 +70,12 @@ class RedisProcess:
         try:
             deadline = time.monotonic() + 10
             while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"redis-server exited at start (port {self.port} taken?)")
                 try:
-                    if client.ping():
+                    if int(client.info("server")["process_id"]) == self.process.pid:
                         return
+                    raise RuntimeError(f"another process answers on port {self.port}")
                 except redis.BusyLoadingError:
                     pass
                 except (redis.ConnectionError, OSError):
