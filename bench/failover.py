@@ -10,7 +10,8 @@ file with --serve-fakes: they count what each resident received), and the servic
 It posts the alert, SIGKILLs the master once --kill-at of the alert's multicasts were
 accepted, starts it again --restart-after seconds after Sentinel names the new master (as a
 service manager would; Sentinel then makes it the new master's replica) and waits until
-every resident has the alert, or --timeout. From the alert's POST until the API accepts
+every resident has the alert (or, once the alert says it is done, until nothing more
+arrives for --grace seconds; at most --timeout). From the alert's POST until the API accepts
 again after the death (at most --retry-for seconds), a client posts an announcement every
 50 ms, each with an Idempotency-Key of its own, sending it again with the same key after
 each 503 or lost connection (for up to --retry-for seconds from its first try). The
@@ -18,11 +19,12 @@ announcements are scheduled for tomorrow: they add no deliveries. With --no-kill
 is left alone: a control run, for what the rest (a short --visibility above all: a batch
 still being sent when it is taken over is sent again) does without a failover.
 
-Printed per run and as min/median/max: seconds from the master's death to Sentinel naming
-the new master, to the first multicast accepted after the death and after that naming, and
-to a replica being in sync again; LINE residents (and email addresses) that never got the
-alert and that got it more than once; the API's answers during the failover; announcements
-that the retries made twice; the alert's final status and progress.
+Printed per run and as min/median/max: how many failovers Sentinel made; seconds from the
+master's death to Sentinel naming the new master, to the first multicast accepted after the
+death and after that naming, and to a replica being in sync again; LINE residents (and
+email addresses) that never got the alert and that got it more than once; the API's answers
+during the failover; announcements that the retries made twice; the alert's final status
+and progress.
 
     .venv/bin/python bench/failover.py --subscribers 20000 --runs 1
     .venv/bin/python bench/failover.py                    # 100,000 subscribers, 3 runs
@@ -104,6 +106,7 @@ class CountingLine(FakeLine):
         if request.query.get("distinct") == "1":
             found["users"] = len({user for m in multicasts for user in m["to"]})
             found["addresses"] = len({rcpt for e in mails for rcpt in e.rcpt_tos})
+            found["messages"] = len(mails)
         return web.json_response(found)
 
     async def _on_delivered(self, request: web.Request) -> web.Response:
@@ -372,8 +375,11 @@ class Announcer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def api_figures(keys: list[Key], killed: float, notices: dict[int, list[str]]) -> dict[str, Any]:
-    """The API's answers, and the notices each key ended in (``notices``: their ids)."""
+def api_figures(
+    keys: list[Key], killed: float, notices: dict[int, list[str]], created: dict[str, str]
+) -> dict[str, Any]:
+    """The API's answers, and the notices each key ended in (``notices``: their ids;
+    ``created``: each one's received_at)."""
     answers = [a for k in keys for a in k.answers]
     unavailable = [at for _, at, s, _ in answers if s == 503]
     made = Counter(min(len(notices.get(k.number, [])), 2) for k in keys)
@@ -401,7 +407,7 @@ def api_figures(keys: list[Key], killed: float, notices: dict[int, list[str]]) -
                 "key": k.number,
                 "answers": [(round(at - killed, 3), s, c) for _, at, s, c in k.answers],
                 "accepted": k.accepted,
-                "notices": notices[k.number],
+                "notices": {i: created.get(i) for i in notices[k.number]},
             }
             for k in keys
             if len(notices.get(k.number, [])) > 1
@@ -479,7 +485,8 @@ async def run(args: argparse.Namespace, number: int) -> dict[str, Any]:
     cluster: Cluster | None = None
     runtime: Runtime | None = None
     tasks: list[asyncio.Task[Any]] = []
-    figures: dict[str, Any] = {"run": number, "load_average": os.getloadavg()[0]}
+    figures: dict[str, Any] = {"run": number, "killed": not args.no_kill}
+    figures["load_average"] = os.getloadavg()[0]
     try:
         cluster = await asyncio.to_thread(Cluster, folder / "redis")
         fakes, where = await start_fakes(args.rate)
@@ -549,17 +556,23 @@ async def run(args: argparse.Namespace, number: int) -> dict[str, Any]:
             if not args.no_kill:
                 await failover.run(cluster, args.restart_after, deadline, tasks)
 
-            # wait until the alert is done and every resident has it (or the deadline)
+            # wait until every resident has the alert; once it says it is done, until
+            # nothing more arrives for --grace seconds; at most until the deadline
             view: dict[str, Any] | None = None
-            done_at: float | None = None
+            seen, changed = None, time.time()
+            figures["waited"] = "the deadline"
             while time.time() < deadline:
                 found = await api_json(session, f"{base}/api/alerts/{alert_id}", desk)
                 view = found or view
                 if view and view["status"] in ("done", "failed"):
-                    done_at = done_at or time.time()
                     counts = await fake_json(session, accepted_url, **of, distinct="1")
-                    everyone = counts["users"] >= n and counts["addresses"] >= m
-                    if everyone or time.time() > done_at + args.grace:
+                    if counts["users"] >= n and counts["addresses"] >= m:
+                        figures["waited"] = "everyone had it"
+                        break
+                    now = (len(counts["walls"]), counts["messages"])
+                    seen, changed = (now, time.time()) if now != seen else (seen, changed)
+                    if time.time() - changed > args.grace:
+                        figures["waited"] = f"'{view['status']}', then nothing for {args.grace} s"
                         break
                 await asyncio.sleep(0.2)
             # then keep posting until the API accepts again, or --retry-for after the death
@@ -611,19 +624,19 @@ async def run(args: argparse.Namespace, number: int) -> dict[str, Any]:
             line_statuses=delivered["statuses"],
             alert_status=view["status"] if view else None,
             alert_progress=view["progress"] if view else None,
-            api=api_figures(client.keys, killed, notices),
-            created=created,
+            api=api_figures(client.keys, killed, notices, created),
             api_accepting_s=since(client.accepting_since(killed), killed),
         )
         figures["sentinel"] = await sentinel_view(cluster)
-        await stop_all(processes)
+        await stop_all(processes[1:])  # the service first: it finishes against the fakes
         figures["service_log"] = logged(folder)
         return figures
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await stop_all(processes)
+        await stop_all(processes[1:])
+        await stop_all(processes[:1])
         if runtime is not None:
             await runtime.close()
         if cluster is not None:
@@ -708,7 +721,8 @@ def report(figures: dict[str, Any]) -> None:
         f" subscribers loaded in {figures['load_s']} s"
     )
     print(
-        f"  master killed after {figures['killed_after']} of {figures['multicasts']} multicasts"
+        f"  {'master killed' if figures['killed'] else 'the moment of the kill (control)'}"
+        f" after {figures['killed_after']} of {figures['multicasts']} multicasts"
         f" (expected {figures['expected_multicasts']}); LINE answers {figures['line_statuses']}"
     )
     for label, read in ROWS:
@@ -736,9 +750,10 @@ def report(figures: dict[str, Any]) -> None:
             f" from the death, the later ones {twice['later'][0]:+.3f} to"
             f" {twice['later'][1]:+.3f} s"
         )
-    for twice in api["twice"]:
-        print(f"  made twice: {twice}")
+    for made in api["twice"]:
+        print(f"  made twice (answers: seconds from the death, status, code): {made}")
     print(f"  alert: {figures['alert_status']}, progress {figures['alert_progress']}")
+    print(f"  waited until: {figures['waited']}")
     print(f"  Sentinel at the end: {figures['sentinel']}")
     print(f"  the service logged (warning and above): {figures['service_log']}")
     if figures.get("restarted_s") is not None and figures.get("resynced_s") is None:
@@ -784,7 +799,9 @@ def main() -> int:
     )
     p.add_argument("--no-kill", action="store_true", help="a control run: the master is left alone")
     p.add_argument("--retry-for", type=float, default=60.0, help="seconds a key is sent again")
-    p.add_argument("--grace", type=float, default=10.0, help="seconds to wait after 'done'")
+    p.add_argument(
+        "--grace", type=float, default=30.0, help="seconds with nothing new that end the wait"
+    )
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
     p.add_argument("--json", action="store_true")
     p.add_argument("--service-log", default="WARNING", help="the service's log level")

@@ -57,7 +57,8 @@ async def cut_ids(runtime: Runtime, stream: str) -> Counter[str]:
 async def test_a_cut_walks_on_after_a_restart_and_cuts_everyone_once(
     tmp_path: Path, own_redis: RedisProcess
 ) -> None:
-    settings = make_settings(tmp_path, "restart:", redis_url=own_redis.url)
+    # model_copy: NOTIFIER_REDIS_URL (scripts/test sets it) would win over an argument
+    settings = make_settings(tmp_path, "restart:").model_copy(update={"redis_url": own_redis.url})
     runtime = Runtime.open(settings)
     everyone = await residents(runtime, 6000)
     k, stream = runtime.keys, runtime.keys.delivery("line", "normal")
@@ -88,8 +89,8 @@ async def test_a_restart_while_a_notice_is_sent_reaches_everyone_once_and_then_d
 ) -> None:
     fake_line.response_delay = 0.2  # the fan-out takes a while: the restart lands inside it
     settings = line_settings(
-        tmp_path, "restart:", fake_line.url, redis_url=own_redis.url, visibility_timeout=1.0
-    )
+        tmp_path, "restart:", fake_line.url, visibility_timeout=1.0
+    ).model_copy(update={"redis_url": own_redis.url})
     runtime = Runtime.open(settings)
     everyone = await residents(runtime, 4000)
     service = Service(settings, parts=["dispatch", "workers"], channel_names=["line"])
