@@ -116,8 +116,13 @@ class RedisProcess:
             self.process = None
 
     def stop(self) -> None:
+        """SIGTERM; SIGKILL if it has not gone within 5 s (a replica may linger)."""
         if self.process is not None:
             self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
             self._reap()
 
 
