@@ -1,9 +1,16 @@
 """The tests' fake LINE server, in a process of its own, for benchmarks.
 
+It holds every endpoint to LINE's published rate table (``tests.fake_line.LINE_LIMITS``:
+multicast 200 requests in any second, push and reply 2,000, broadcast and narrowcast 60
+an hour); ``--rate`` overrides the multicast limit alone.
+
 Prints one JSON line ``{"url": …, "stats": …}`` once it serves; ``GET <stats>`` answers
 what it accepted: request count, recipients, and the wall-clock times of the first and
 last accepted multicast (``?contains=TEXT``: of those whose first message's altText
-contains TEXT). Run: ``python bench/fake_line_server.py --rate 2000``.
+contains TEXT), every response's status, and the requests its limits refused (path →
+count); ``?brief=1``: the multicast count alone.
+
+Run: ``python bench/fake_line_server.py`` (LINE's limits) or ``--rate 2000``.
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ from tests.fake_line import FakeLine
 
 async def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--rate", type=float, default=2000.0)
+    p.add_argument(
+        "--rate", type=float, default=None, help="multicast limit /s (default: LINE's, 200)"
+    )
     p.add_argument("--token", default="bench-token")
     p.add_argument("--schema-sample", type=int, default=100)
     args = p.parse_args()
@@ -32,6 +41,8 @@ async def main() -> None:
     await fake.start()
 
     async def stats(request: web.Request) -> web.Response:
+        if request.query.get("brief"):  # polled during a fan-out: the count alone, cheaply
+            return web.json_response({"multicasts": len(fake.multicasts)})
         multicasts = fake.multicasts
         wanted = request.query.get("contains")
         if wanted:
@@ -48,6 +59,8 @@ async def main() -> None:
                 "first": min(walls, default=None),
                 "last": max(walls, default=None),
                 "statuses": statuses,
+                "refused": dict(fake.refused),
+                "limits": fake.limits,
             }
         )
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.policy
+import logging
 import re
+import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email.header import Header
@@ -22,10 +24,13 @@ from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiosmtplib
+from prometheus_client import Counter
+from redis.exceptions import RedisError
 
 from channels.base import BaseChannel, Batch, Context, Outcome, Recipient, RetryableError
 from channels.outbox import write_atomic
 from channels.smtp_pool import REFUSED, SmtpPool
+from notifier.logs import event
 from notifier.models import AnyNotice
 from notifier.render import Templates
 from notifier.subscribers import SubscriberStore
@@ -35,6 +40,8 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from notifier.keys import Keys
+
+log = logging.getLogger(__name__)
 
 OUTBOX_SENDER = "notifier@localhost"
 # stands in the rendered body for each recipient's link: noncharacters, which no notice holds
@@ -117,10 +124,31 @@ class Ledger:
     A 250 is on record within ``linger`` seconds and a round trip, about as soon as with a
     write per message (only what came back in that moment could be sent again after a
     crash), but a group of them goes in one command rather than a command each.
+
+    Until Redis has the group, it exists only in this process: a write that fails (Redis
+    restarting, a failover under way) is tried again for up to ``patience`` seconds,
+    well before another worker may take the batch over. Under Sentinel each write waits
+    for ``replicas`` to hold it (``WAIT``): an address whose record no replica confirmed in
+    time, or that could not be written at all, could be mailed again if the master is lost
+    now, and is counted in ``unconfirmed`` (``notifier_email_unconfirmed_total``): that
+    counter bounds the copies a failover can make.
     """
 
-    def __init__(self, redis: Redis, keys: Keys, linger: float = LINGER) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        linger: float = LINGER,
+        *,
+        replicas: int = 0,
+        replica_timeout: float = 0.5,
+        patience: float = 30.0,
+        unconfirmed: Counter | None = None,
+    ) -> None:
         self._redis, self._keys, self._linger = redis, keys, linger
+        self._replicas, self._replica_ms = replicas, max(1, int(replica_timeout * 1000))
+        self._patience = patience
+        self._unconfirmed = unconfirmed
         self._waiting: dict[str, list[str]] = {}  # notice id → subscriber ids
         self._next: asyncio.Task[None] | None = None  # the write that takes what is waiting
 
@@ -135,8 +163,42 @@ class Ledger:
     async def _write(self) -> None:
         await asyncio.sleep(self._linger)
         waiting, self._waiting, self._next = self._waiting, {}, None
+        failure: RedisError | None = None
         for notice_id, ids in waiting.items():  # one notice, mostly
-            await self._redis.sadd(self._keys.mailed(notice_id), *ids)
+            try:
+                await self._keep(notice_id, ids)
+            except RedisError as e:  # the others are still written
+                failure = e
+        if failure is not None:
+            raise failure
+
+    async def _keep(self, notice_id: str, ids: list[str]) -> None:
+        key = self._keys.mailed(notice_id)
+        give_up = time.monotonic() + self._patience
+        delay = 0.05
+        while True:
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:  # WAIT: one
+                    pipe.sadd(key, *ids)  # connection
+                    pipe.expire(key, MAILED_TTL)
+                    if self._replicas:
+                        pipe.wait(self._replicas, self._replica_ms)
+                    written = await pipe.execute()
+                break
+            except RedisError as e:
+                if time.monotonic() + delay > give_up:
+                    self._count(notice_id, ids, "email.ledger_lost", repr(e))
+                    raise
+                event(log, "email.ledger_retry", logging.WARNING, notice=notice_id, error=repr(e))
+                await asyncio.sleep(delay)
+                delay = min(1.0, delay * 2)
+        if self._replicas and int(written[-1]) < self._replicas:
+            self._count(notice_id, ids, "email.ledger_not_replicated", f"{written[-1]} replicas")
+
+    def _count(self, notice_id: str, ids: list[str], name: str, why: str) -> None:
+        if self._unconfirmed is not None:
+            self._unconfirmed.inc(len(ids))
+        event(log, name, logging.WARNING, notice=notice_id, addresses=len(ids), error=why)
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
@@ -156,7 +218,15 @@ class EmailChannel(BaseChannel):
         self.live = context.settings.live("email")
         self._pool = SmtpPool(context.settings, context.settings.smtp_pool) if self.live else None
         self._subscribers = SubscriberStore(context.redis, context.keys, context.settings)
-        self._ledger = Ledger(context.redis, context.keys)
+        settings = context.settings
+        self._ledger = Ledger(
+            context.redis,
+            context.keys,
+            replicas=settings.min_replicas,
+            replica_timeout=settings.redis_replica_timeout,
+            patience=settings.visibility_timeout / 2,
+            unconfirmed=context.metrics.email_unconfirmed,
+        )
         self._skeletons: dict[tuple[str, str], Skeleton] = {}
 
     @staticmethod
@@ -244,8 +314,6 @@ class EmailChannel(BaseChannel):
             return_exceptions=True,
         )
         await asyncio.gather(*writes)  # every send has finished; what went out is on record
-        if writes:
-            await redis.expire(keys.mailed(batch.notice_id), MAILED_TTL)
         for result in sent:
             if isinstance(result, BaseException):
                 raise result

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import uuid
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiohttp
 from linebot.v3.messaging import (
@@ -34,9 +35,18 @@ from channels.base import (
 )
 from channels.outbox import write_json
 from notifier.config import Settings
+from notifier.logs import event
 from notifier.models import AnyNotice
 from notifier.ratelimit import RateLimiter
 from notifier.render import Templates, alert_marks, bracketed
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from notifier.keys import Keys
+    from notifier.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 ALT_TEXT_LIMIT = 1500  # LINE counts UTF-16 code units
 BUBBLE_LIMIT = 30_000  # bytes of the bubble's JSON
@@ -94,6 +104,42 @@ def flex_message(templates: Templates, notice: AnyNotice, lang: str) -> dict[str
     return render(body[:low].rstrip() + "…" + more)
 
 
+# the LINE endpoints the service calls, each with the setting of its rate (requests a
+# second, shared by every process through one limiter in Redis)
+ENDPOINTS = {"multicast": "line_rate_limit", "reply": "line_reply_rate_limit"}
+
+
+def limiter(redis: Redis, keys: Keys, settings: Settings, endpoint: str) -> RateLimiter:
+    """The limiter of one LINE endpoint. It spaces requests evenly (no burst): LINE counts
+    its limit over any second, and a bucket that let a second's worth out at once would
+    put more than the limit into one."""
+    return RateLimiter(
+        redis, keys.rate_limit(f"line:{endpoint}"), getattr(settings, ENDPOINTS[endpoint])
+    )
+
+
+def answered(
+    metrics: Metrics, endpoint: str, status: int, headers: dict[str, str], body: str = ""
+) -> None:
+    """Count LINE's answer; a 429 for going too fast is logged with LINE's request id (as
+    LINE asks, to look it up with them)."""
+    metrics.line_requests.labels(endpoint, str(status)).inc()
+    if status != 429:
+        return
+    monthly = _message(body) == MONTHLY_LIMIT
+    metrics.line_refused.labels(endpoint, "monthly" if monthly else "rate").inc()
+    if not monthly:
+        request_id = headers.get("x-line-request-id", "")
+        event(log, "line.rate_limited", logging.WARNING, endpoint=endpoint, request_id=request_id)
+
+
+def _message(body: str) -> str:
+    try:
+        return str(json.loads(body).get("message", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
 def classify(status: int, headers: dict[str, str], body: str) -> Outcome | Exception:
     """What a LINE answer means for the batch: delivered, or an error with retry semantics."""
     request_id = headers.get("x-line-request-id", "")
@@ -102,10 +148,7 @@ def classify(status: int, headers: dict[str, str], body: str) -> Outcome | Excep
         return Outcome(meta=meta)
     if status == 409 and headers.get("x-line-accepted-request-id"):
         return Outcome(meta={**meta, "request_id": headers["x-line-accepted-request-id"]})
-    try:
-        message = str(json.loads(body).get("message", "")) or f"HTTP {status}"
-    except (ValueError, AttributeError):
-        message = f"HTTP {status}"
+    message = _message(body) or f"HTTP {status}"
     if status == 429 and message == MONTHLY_LIMIT:
         return Paused(f"LINE: {message}", defer=0.0)  # the channel decides for how long
     if status == 429:
@@ -185,12 +228,8 @@ class LineChannel(BaseChannel):
         self._models: dict[str, list[Message]] = {}
         self._api: AsyncMessagingApi | None = None
         self._timeout = aiohttp.ClientTimeout(total=settings.line_timeout)
-        self._limiter = RateLimiter(
-            context.redis,
-            context.keys.rate_limit("line:multicast"),
-            settings.line_rate_limit,
-            burst=max(1, int(settings.line_rate_limit / 10)),
-        )
+        self._limiter = limiter(context.redis, context.keys, settings, "multicast")
+        context.metrics.line_rate_limit.labels("multicast").set(settings.line_rate_limit)
         if self.live:
             pool = max(16, settings.worker_concurrency * 2)
             self._client, self._api = messaging_api(settings, pool)
@@ -215,16 +254,21 @@ class LineChannel(BaseChannel):
         )
         key = retry_key(batch.notice_id, self.name, batch.number)
         await self._limiter.acquire()
+        metrics = self.context.metrics
         try:
             response = await self._api.multicast_with_http_info(
                 request, x_line_retry_key=key, _request_timeout=self._timeout
             )
-            result = classify(response.status_code, dict(response.headers or {}), "")
+            status, headers, body = response.status_code, dict(response.headers or {}), ""
         except ApiException as e:
+            status = int(e.status or 0)
             headers = {k.lower(): v for k, v in (e.headers or {}).items()}
-            result = classify(int(e.status or 0), headers, _text(e.body))
+            body = _text(e.body)
         except (TimeoutError, aiohttp.ClientError) as e:
+            metrics.line_requests.labels("multicast", "0").inc()
             raise RetryableError(f"LINE unreachable: {type(e).__name__}") from e
+        answered(metrics, "multicast", status, headers, body)
+        result = classify(status, headers, body)
         if isinstance(result, Paused):
             raise Paused(result.message, defer=self.context.settings.line_pause_seconds)
         if isinstance(result, Exception):

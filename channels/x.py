@@ -5,45 +5,99 @@ becomes one post that ends with the link instead). X has no idempotency key, so 
 post's id is recorded as soon as X gives it: a retry, or a restarted worker, continues
 the thread where it stopped. A post whose outcome is unknown (a timeout) is looked for on
 the account's timeline before it is sent again.
+
+X takes so many posts in any 15 minutes and in any 24 hours. Every worker counts the
+account's posts in one sorted set; a thread reserves room for all its posts before the
+first goes out, or waits until the windows have it; routine notices leave the last few
+of each window to alerts, which are counted but never held by the count. When X's answer
+says a window is spent (or X answers 429), every worker waits until the reset X names.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
-from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiohttp
 from tweepy.asynchronous import AsyncClient
-from tweepy.errors import (
-    BadRequest,
-    Forbidden,
-    HTTPException,
-    TooManyRequests,
-    TwitterServerError,
-    Unauthorized,
-)
+from tweepy.errors import Forbidden, HTTPException, TooManyRequests, TwitterServerError
 
 from channels.base import BaseChannel, Batch, Context, Outcome, PermanentError, RetryableError
 from channels.outbox import write_json
 from channels.x_session import x_session
-from channels.x_text import fits, same_post, thread, with_link
+from channels.x_text import fits, mentions, same_post, thread, with_link
+from notifier.logs import event
 from notifier.models import AnyNotice
 from notifier.render import Templates
 from notifier.streams import as_text
 
-DUPLICATE = "duplicate content"
+if TYPE_CHECKING:
+    from notifier.config import Settings
 
-# KEYS: today's post count.  ARGV: posts wanted, posts allowed today.
-# Takes the posts from today's budget, or nothing and answers -1.
-_BUDGET = """
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-if used + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return -1 end
-redis.call('INCRBY', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], 172800)
-return used + tonumber(ARGV[1])
+log = logging.getLogger("notifier.channels.x")
+
+DUPLICATE = "duplicate content"
+WINDOWS: dict[str, float] = {"15min": 15 * 60, "24h": 24 * 3600}
+# X's rate-limit headers on a create-post answer, by window: the 15-minute one per user,
+# the 24-hour ones per user and per app (each -remaining and -reset, epoch seconds)
+LIMIT_HEADERS = {
+    "15min": "x-rate-limit",
+    "user-24h": "x-user-limit-24hour",
+    "app-24h": "x-app-limit-24hour",
+}
+_MARK = "\ue000"  # where the body goes in a rendered post
+
+# KEYS: 1 the account's posts (a sorted set by time), 2 X's "no posts until".
+# ARGV: 1 now; 2, 3 the 15-minute window's seconds and the posts it allows this notice;
+# 4, 5 the same for the 24-hour window; 6… the posts to reserve (`<notice>:<post>`).
+# Reserves them all at `now` and answers {"ok", 0}, or none and answers why and the
+# seconds until they would fit: {"x", s} (X said so), {"15min", s} or {"24h", s}.
+_RESERVE = """
+local now = tonumber(ARGV[1])
+local blocked = tonumber(redis.call('GET', KEYS[2]) or '0')
+if blocked > now then return {'x', tostring(blocked - now)} end
+local posts = {}
+for i = 6, #ARGV do posts[#posts + 1] = ARGV[i] end
+local held = {}  -- the thread's own earlier reservations, set aside while counting
+for _, post in ipairs(posts) do
+  local at = redis.call('ZSCORE', KEYS[1], post)
+  if at then held[#held + 1] = at; held[#held + 1] = post end
+end
+redis.call('ZREM', KEYS[1], unpack(posts))
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[4]))
+local why, wait = 'ok', 0
+for w = 2, 4, 2 do
+  local seconds, allowed = tonumber(ARGV[w]), tonumber(ARGV[w + 1])
+  local since = '(' .. tostring(now - seconds)
+  local over = redis.call('ZCOUNT', KEYS[1], since, '+inf') + #posts - allowed
+  if over > 0 then  -- room once `over` of the window's posts have left it
+    local oldest = redis.call(
+      'ZRANGEBYSCORE', KEYS[1], since, '+inf', 'WITHSCORES', 'LIMIT', over - 1, 1)
+    local until_room = seconds
+    if oldest[2] then until_room = tonumber(oldest[2]) + seconds - now end
+    if until_room > wait then why, wait = (w == 2 and '15min' or '24h'), until_room end
+  end
+end
+if why ~= 'ok' then
+  if #held > 0 then redis.call('ZADD', KEYS[1], unpack(held)) end
+  return {why, tostring(wait)}
+end
+for _, post in ipairs(posts) do redis.call('ZADD', KEYS[1], ARGV[1], post) end
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[4])) + 60)
+return {'ok', '0'}
+"""
+
+# KEYS: 1 X's "no posts until". ARGV: 1 that time (epoch seconds), 2 the same in ms.
+# Keeps the later of the time held and this one.
+_BLOCK = """
+if tonumber(ARGV[1]) <= tonumber(redis.call('GET', KEYS[1]) or '0') then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
+return 1
 """
 
 
@@ -58,6 +112,35 @@ def request_bodies(posts: list[str], ids: list[str | None]) -> list[dict[str, An
     return bodies
 
 
+def spent(headers: Mapping[str, str], refused: bool, now: float) -> tuple[str, float] | None:
+    """(window, epoch seconds) when X's answer says no more posts until then: the window
+    whose remaining is 0 (the latest reset of several), or, on a 429 that names none, the
+    15-minute reset (a minute when X gives none)."""
+    found = []
+    for window, prefix in LIMIT_HEADERS.items():
+        remaining, reset = headers.get(f"{prefix}-remaining"), headers.get(f"{prefix}-reset")
+        if remaining == "0" and reset is not None and reset.isdigit():
+            found.append((float(reset), window))
+    if found:
+        until, window = max(found)
+        return window, until
+    if not refused:
+        return None
+    reset = headers.get("x-rate-limit-reset", "")
+    return "15min", float(reset) if reset.isdigit() else now + 60
+
+
+def room(settings: Settings) -> int:
+    """The most posts a routine notice may take in a window: the limit less the reserve."""
+    return min(settings.x_15min_limit, settings.x_daily_limit) - settings.x_alert_reserve
+
+
+def longest_thread(settings: Settings) -> int:
+    """``NOTIFIER_X_MAX_POSTS``, or fewer when a window takes fewer: a thread is posted
+    whole, so it must fit one."""
+    return max(1, min(settings.x_max_posts, room(settings)))
+
+
 class XChannel(BaseChannel):
     name: ClassVar[str] = "x"
     audience = "public"
@@ -68,10 +151,18 @@ class XChannel(BaseChannel):
         super().__init__(context)
         settings = context.settings
         self.live = settings.live("x")
-        self._budget = context.redis.register_script(_BUDGET)
+        self._reserve_script = context.redis.register_script(_RESERVE)
+        self._block_script = context.redis.register_script(_BLOCK)
         self._client: AsyncClient | None = None
         self._me: str | None = None
         if self.live:
+            if room(settings) < 1:
+                raise ValueError(
+                    f"NOTIFIER_X_ALERT_RESERVE ({settings.x_alert_reserve}) must be below"
+                    f" NOTIFIER_X_15MIN_LIMIT ({settings.x_15min_limit}) and"
+                    f" NOTIFIER_X_DAILY_LIMIT ({settings.x_daily_limit}), or no routine"
+                    " notice is ever posted"
+                )
             secret = {
                 name: getattr(settings, f"x_{name}").get_secret_value()
                 for name in (
@@ -81,28 +172,46 @@ class XChannel(BaseChannel):
                     "access_token_secret",
                 )
             }
-            self._client = AsyncClient(**secret)
+            # raw answers: the create-post answer's rate-limit headers are read
+            self._client = AsyncClient(**secret, return_type=aiohttp.ClientResponse)
             self._client.session = x_session(settings.x_api_url, settings.x_timeout)
 
     @staticmethod
     def compose(templates: Templates, notice: AnyNotice, lang: str) -> dict[str, Any]:
         settings = templates.settings
 
-        def render(body: str) -> str:
+        def render(body: str, link: bool = True) -> str:
+            extra: dict[str, Any] = {} if link else {"url": None}
             return templates.render(
-                "x/announcement.txt", notice, lang, body=body, hashtags=settings.x_hashtags
+                "x/announcement.txt",
+                notice,
+                lang,
+                body=body,
+                hashtags=settings.x_hashtags,
+                **extra,
             )
 
-        text = render(notice.body_in(lang))
+        def tail(link: bool) -> str:  # what follows the body: the link and the hashtags
+            return render(_MARK, link).partition(_MARK)[2] if link else ""
+
+        body = notice.body_in(lang)
+        text = render(body)
         if fits(text):
             return {"posts": [text]}
-        if notice.url:
-            post = with_link(render, notice.body_in(lang))
-            if fits(post):
-                return {"posts": [post]}
-            # X does not see the link as one (a domain it does not know), or the title
-            # leaves the body no room: a thread, like a notice without a link
-        posts, _ = thread(text, settings.x_max_posts)
+        longest = longest_thread(settings)
+        if not notice.url:
+            return {"posts": thread(text, longest)[0]}
+        post = with_link(render, body)
+        if fits(post):
+            return {"posts": [post]}
+        # X does not see the link as one (a domain it does not know), or the title leaves
+        # the body no room: a thread, the link in one post only (X charges a post with a
+        # link 0.200 USD, one without 0.015): the body's own mention of it, or the line
+        # after the body, which the last post keeps when the thread is cut
+        link = not mentions(body, notice.url)
+        posts, _ = thread(render(body, link), longest, tail(link))
+        if not link and not any(mentions(p, notice.url) for p in posts):
+            posts, _ = thread(text, longest, tail(True))  # the mention was cut away
         return {"posts": posts}
 
     async def _send(self, batch: Batch) -> Outcome:
@@ -112,23 +221,53 @@ class XChannel(BaseChannel):
             await asyncio.to_thread(write_json, path, request_bodies(posts, [None] * len(posts)))
             return Outcome(sent=1, meta={"posts": len(posts)})
         k, redis = self.context.keys, self.context.redis
-        done_key = k.x_thread(batch.notice_id)
-        done = {int(i): as_text(v) for i, v in (await redis.hgetall(done_key)).items()}
+        done = {
+            int(i): as_text(v)
+            for i, v in (await redis.hgetall(k.x_thread(batch.notice_id))).items()
+        }
         ids: list[str | None] = [done.get(i) for i in range(len(posts))]
-        await self._take_budget(batch, sum(1 for i in ids if i is None))
-        for i, text in enumerate(posts):
-            if ids[i] is not None:
-                continue  # posted before a crash or a retry: the thread goes on from it
-            reply_to = next((x for x in reversed(ids[:i]) if x), None)  # "": posted, id unknown
-            unsure = k.x_unsure(batch.notice_id, i)
-            if await redis.exists(unsure):
-                ids[i] = await self._find(text)  # the last try may have posted it
-            if ids[i] is None:
-                await redis.set(unsure, "1", ex=7 * 24 * 3600)
-                ids[i] = await self._post(text, reply_to)
-            await redis.hset(done_key, str(i), ids[i] or "")
-            await redis.delete(unsure)
+        todo = [i for i in range(len(posts)) if ids[i] is None]
+        # the whole thread at once (an alert's always); a routine one longer than a window
+        # takes (composed under other settings) goes in parts, each waiting for room, so
+        # that it never waits for ever
+        whole = batch.kind == "alert" or len(todo) <= room(self.context.settings)
+        step = len(todo) if whole else max(1, room(self.context.settings))
+        posted: set[int] = set()
+        try:
+            for start in range(0, len(todo), step):
+                part = todo[start : start + step]
+                await self._reserve(batch, part)
+                for i in part:
+                    await self._post_one(batch, posts[i], i, ids)
+                    posted.add(i)
+        except PermanentError:  # the posts never made give their room back
+            unmade = [_member(batch, i) for i in todo if i not in posted]
+            if unmade:
+                await redis.zrem(k.x_posts, *unmade)
+            raise
         return Outcome(sent=1, meta={"post_ids": ids})
+
+    async def _post_one(self, batch: Batch, text: str, i: int, ids: list[str | None]) -> None:
+        """Post the thread's post ``i`` (unless the last try did), answering the one before."""
+        k, redis = self.context.keys, self.context.redis
+        reply_to = next((x for x in reversed(ids[:i]) if x), None)  # "": posted, id unknown
+        unsure = k.x_unsure(batch.notice_id, i)
+        if await redis.exists(unsure):
+            ids[i] = await self._find(text)  # the last try may have posted it
+        if ids[i] is None:
+            await self._wait_for_x()
+            await redis.set(unsure, "1", ex=7 * 24 * 3600)
+            try:
+                ids[i] = await self._post(text, reply_to)
+            except RetryableError as e:
+                if not e.spend:  # a 429: X took nothing, no need to look for it
+                    await redis.delete(unsure)
+                raise
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.hset(k.x_thread(batch.notice_id), str(i), ids[i] or "")
+            pipe.zadd(k.x_posts, {_member(batch, i): time.time()}, xx=True)  # when it went
+            pipe.delete(unsure)
+            await pipe.execute()
 
     async def _post(self, text: str, reply_to: str | None) -> str | None:
         assert self._client is not None
@@ -136,61 +275,110 @@ class XChannel(BaseChannel):
             response = await self._client.create_tweet(
                 text=text, in_reply_to_tweet_id=reply_to, user_auth=True
             )
-            return str(response.data["id"])
-        except TooManyRequests as e:
-            reset = e.response.headers.get("x-rate-limit-reset")
-            wait = max(1.0, int(reset) - time.time()) if reset else 60.0
-            raise RetryableError("X 429: rate limited", defer=wait, spend=False) from e
-        except TwitterServerError as e:
-            raise RetryableError(f"X {e.response.status}: {_message(e)}") from e
-        except Forbidden as e:
-            if DUPLICATE in _message(e).lower():  # X has it already: it counts as posted
-                return await self._find(text)
-            raise PermanentError(f"X 403: {_message(e)}") from e
-        except (Unauthorized, BadRequest) as e:
-            raise PermanentError(f"X {e.response.status}: {_message(e)}") from e
         except HTTPException as e:
-            raise PermanentError(f"X {e.response.status}: {_message(e)}") from e
+            wait = await self._heed(e.response.headers, refused=isinstance(e, TooManyRequests))
+            return await self._refused(e, text, wait)
         except (TimeoutError, aiohttp.ClientError) as e:
             raise RetryableError(f"X unreachable: {type(e).__name__}") from e
+        await self._heed(response.headers, refused=False)
+        return str((await response.json())["data"]["id"])
+
+    async def _refused(self, e: HTTPException, text: str, wait: float) -> str | None:
+        """The id of the post X refused as a duplicate, or the error X's refusal is."""
+        if isinstance(e, TooManyRequests):
+            raise RetryableError("X 429: rate limited", defer=wait, spend=False) from e
+        if isinstance(e, TwitterServerError):
+            raise RetryableError(f"X {e.response.status}: {_message(e)}") from e
+        if isinstance(e, Forbidden) and DUPLICATE in _message(e).lower():
+            return await self._find(text)  # X has it already: it counts as posted
+        raise PermanentError(f"X {e.response.status}: {_message(e)}") from e  # 400, 401, 403 …
 
     async def _find(self, text: str) -> str | None:
         """The id of the account's recent post with this text, if there is one."""
         assert self._client is not None
         try:
             if self._me is None:
-                self._me = str((await self._client.get_me(user_auth=True)).data["id"])
+                me = await (await self._client.get_me(user_auth=True)).json()
+                self._me = str(me["data"]["id"])
             recent = await self._client.get_users_tweets(self._me, max_results=20, user_auth=True)
+            found = (await recent.json()).get("data") or []
         except (HTTPException, TimeoutError, aiohttp.ClientError) as e:
             raise RetryableError(f"X: could not look for an earlier post: {e!r}") from e
-        for post in recent.data or []:
+        for post in found:
             if same_post(str(post["text"]), text):
                 return str(post["id"])
         return None
 
-    async def _take_budget(self, batch: Batch, posts: int) -> None:
-        """Count today's posts against the account's budget; routine notices leave the
-        last few for alerts, and wait for tomorrow when there is no room."""
-        if not posts:
+    async def _reserve(self, batch: Batch, indexes: list[int]) -> None:
+        """Reserve room in both windows for these posts of the thread, or wait until
+        there is: routine notices leave ``NOTIFIER_X_ALERT_RESERVE`` of each to alerts.
+        Alerts are counted but never held by the count (the settings may be behind X's
+        tier): only by what X itself said."""
+        settings, k = self.context.settings, self.context.keys
+        alert = batch.kind == "alert"
+        reserve = settings.x_alert_reserve
+        args: list[str | float] = [
+            repr(time.time()),
+            WINDOWS["15min"],
+            sys.maxsize if alert else settings.x_15min_limit - reserve,
+            WINDOWS["24h"],
+            sys.maxsize if alert else settings.x_daily_limit - reserve,
+            *(_member(batch, i) for i in indexes),
+        ]
+        why, wait = map(
+            as_text, await self._reserve_script(keys=[k.x_posts, k.x_blocked], args=args)
+        )
+        if why == "ok":
             return
-        settings = self.context.settings
-        now = datetime.now(settings.tz)
-        # alerts are never held: they are counted, and may use the reserve and beyond
-        allowed = settings.x_daily_limit - settings.x_alert_reserve
-        if batch.kind == "alert":
-            allowed = sys.maxsize
-        key = self.context.keys.x_budget(now.date().isoformat())
-        if int(await self._budget(keys=[key], args=[posts, allowed])) < 0:
-            tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=5)
-            raise RetryableError(
-                "X: today's post budget is spent",
-                defer=(tomorrow - now).total_seconds(),
-                spend=False,
+        seconds = max(1.0, float(wait))
+        event(
+            log,
+            "x.held",
+            notice=batch.notice_id,
+            kind=batch.kind,
+            posts=len(indexes),
+            window=why,
+            seconds=round(seconds, 1),
+        )
+        reason = "X said no more posts yet" if why == "x" else f"no room in X's {why} window"
+        raise RetryableError(f"X: {reason} for {len(indexes)} posts", defer=seconds, spend=False)
+
+    async def _wait_for_x(self) -> None:
+        """Wait (raise a deferral) while X has said no more posts."""
+        until = await self.context.redis.get(self.context.keys.x_blocked)
+        wait = float(as_text(until)) - time.time() if until else 0.0
+        if wait > 0:
+            raise RetryableError("X said no more posts yet", defer=max(1.0, wait), spend=False)
+
+    async def _heed(self, headers: Mapping[str, str], refused: bool) -> float:
+        """Record X's "no more posts until" from a create-post answer's headers, for every
+        worker; the seconds to wait (at least one after a 429)."""
+        now = time.time()
+        found = spent(headers, refused, now)
+        if found is None:
+            return 0.0
+        window, until = found
+        wait = until - now
+        if wait > 0:
+            key = self.context.keys.x_blocked
+            await self._block_script(keys=[key], args=[repr(until), int(until * 1000)])
+            event(
+                log,
+                "x.limit_reached",
+                logging.WARNING,
+                window=window,
+                until=datetime.fromtimestamp(until, UTC).isoformat(),
+                seconds=round(wait, 1),
             )
+        return max(1.0, wait) if refused else max(0.0, wait)
 
     async def close(self) -> None:
         if self._client is not None and self._client.session is not None:
             await self._client.session.close()
+
+
+def _member(batch: Batch, index: int) -> str:
+    return f"{batch.notice_id}:{index}"
 
 
 def _message(error: HTTPException) -> str:

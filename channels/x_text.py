@@ -2,7 +2,7 @@
 
 Pure functions: a text that fits is one post; one that does not becomes a numbered thread
 cut only between words (never inside a word or a link), or, when the notice has a link,
-one post that ends with it.
+one post that ends with it. A thread cut short may keep its end (the link) in its last post.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ _KANA_KANJI = "\u3041-\u3096\u309d-\u30ff\u4e00-\u9fff"
 _WEIGHTY = re.compile(f"[ \n{_KANA_KANJI}]")
 _SCHEMED = re.compile(r"://\S*")
 _LINK_OR_KANA_KANJI = re.compile(f"://\\S*|(?P<heavy>[{_KANA_KANJI}])")
+# a character RFC 3986 allows in a link: a link followed by one goes on
+_LINK_GOES_ON = r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]"
 
 
 def weight(text: str) -> int:
@@ -98,11 +100,12 @@ def numbered(chunk: str, index: int, total: int) -> str:
     return f"{chunk.strip()} ({index}/{total})"
 
 
-def thread(text: str, max_posts: int) -> tuple[list[str], list[str]]:
+def thread(text: str, max_posts: int, tail: str = "") -> tuple[list[str], list[str]]:
     """(posts, slices): the posts to send and the slice of ``text`` each carries.
 
     ``"".join(slices) == text`` unless the thread had to stop at ``max_posts``, when the
-    last post ends with an ellipsis.
+    last post ends with an ellipsis, then ``tail`` (the end of ``text``: its link and
+    hashtags, kept when the rest is cut) if a post can hold it.
     """
     if fits(text):
         return [text], [text]
@@ -120,12 +123,30 @@ def thread(text: str, max_posts: int) -> tuple[list[str], list[str]]:
         return [chunks[0].strip()], chunks  # white space, or holds a character X refuses)
     if total > max_posts:
         kept = chunks[:max_posts]
-        room = LIMIT - weight(f" ({max_posts}/{max_posts})") - weight(ELLIPSIS)
-        last = _pack(pieces(kept[-1]), room, 1)[0]
-        kept[-1] = last.rstrip() + ELLIPSIS
-        chunks, total = kept, max_posts
-        return [numbered(c, i + 1, total) for i, c in enumerate(chunks)], chunks
+        kept[-1] = _last(kept, text, tail, max_posts)
+        return [numbered(c, i + 1, max_posts) for i, c in enumerate(kept)], kept
     return [numbered(c, i + 1, total) for i, c in enumerate(chunks)], chunks
+
+
+def _last(kept: list[str], text: str, tail: str, total: int) -> str:
+    """The last post of a thread cut at ``total`` posts: its start, an ellipsis, and
+    ``tail`` when that is the end of ``text`` and a post holds it."""
+    numbering = weight(f" ({total}/{total})")
+    if tail and text.endswith(tail):
+        before = len(text) - len(tail) - len("".join(kept[:-1]))  # the last's share
+        room = LIMIT - numbering - weight(ELLIPSIS + tail)
+        if room > 0:
+            packed = _pack(pieces(kept[-1][: max(0, before)]), room, 1)
+            last = (packed[0].rstrip() if packed else "") + ELLIPSIS + tail
+            if fits(numbered(last, total, total)):
+                return last
+    room = LIMIT - numbering - weight(ELLIPSIS)
+    return _pack(pieces(kept[-1]), room, 1)[0].rstrip() + ELLIPSIS
+
+
+def mentions(text: str, url: str) -> bool:
+    """Whether ``text`` holds the link ``url`` itself, not a longer one that starts so."""
+    return re.search(re.escape(url) + f"(?!{_LINK_GOES_ON})", text) is not None
 
 
 def with_link(render: Callable[[str], str], body: str) -> str:

@@ -4,12 +4,15 @@ An alert's record keeps its state beside its delivery status: ``pending`` (waiti
 second person), ``active``, ``superseded`` (an update replaced it), ``cancelled`` (the
 all-clear went out), ``withdrawn`` (called off before approval); the update and the
 all-clear are alerts of their own that reference it. Each change of state and the
-queueing that goes with it is one Lua script, so two desks acting at once can't both
-update one alert, and nothing is queued that the record does not show.
+queueing that goes with it is one Lua script (notifier/states.py), so two desks acting at
+once can't both update one alert, and nothing is queued that the record does not show;
+an issue, approval or withdrawal counts as done once a replica holds it (WAIT), and an
+issue is made at most once per idempotency key, as an announcement is.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from dataclasses import dataclass
@@ -24,62 +27,12 @@ from notifier.config import Settings
 from notifier.intake import Invalid
 from notifier.keys import Keys
 from notifier.models import Alert, field_errors
+from notifier.states import Scripts
+from notifier.store import IDEMPOTENCY_TTL
 from notifier.streams import as_text
 
 # fields the service sets, never the caller
 ASSIGNED = ("id", "received_at", "type", "references", "drill", "kind")
-
-# KEYS: notice, notices, urgent intake, referenced notice, cap message
-# ARGV: id, notice json, status, now, referenced id ('' for none), its next state,
-#       requested by, own state, cap ('1' to record)
-_ISSUE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
-if ARGV[5] ~= '' then
-  if redis.call('HGET', KEYS[4], 'kind') ~= 'alert' then return {'missing'} end
-  local state = redis.call('HGET', KEYS[4], 'alert') or 'active'
-  if state ~= 'active' then return {'state', state} end
-end
-redis.call('HSET', KEYS[1], 'notice', ARGV[2], 'kind', 'alert', 'status', ARGV[3],
-           'created', ARGV[4], 'updated', ARGV[4], 'requested_by', ARGV[7],
-           'references', ARGV[5], 'alert', ARGV[8])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-if ARGV[9] == '1' then redis.call('SET', KEYS[5], ARGV[1]) end
-if ARGV[3] == 'pending_approval' then return {'ok'} end
-if ARGV[5] ~= '' then
-  redis.call('HSET', KEYS[4], 'alert', ARGV[6], 'superseded_by', ARGV[1], 'updated', ARGV[4])
-end
-redis.call('XADD', KEYS[3], '*', 'notice', ARGV[2])
-return {'ok'}
-"""
-
-# KEYS: notice, urgent intake, referenced notice.  ARGV: approver, now, referenced id, id
-_APPROVE = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return 'missing' end
-if status ~= 'pending_approval' then return status end
-if redis.call('HGET', KEYS[1], 'requested_by') == ARGV[1] then return 'same_person' end
-if (redis.call('HGET', KEYS[1], 'references') or '') ~= ARGV[3] then return 'retry' end
-local notice = redis.call('HGET', KEYS[1], 'notice')
-local own = 'active'
-if ARGV[3] ~= '' then
-  local state = redis.call('HGET', KEYS[3], 'alert') or 'active'
-  if state ~= 'active' then return 'ref_' .. state end
-  local next_state = 'superseded'
-  if cjson.decode(notice)['type'] == 'cancel' then next_state = 'cancelled'; own = 'all-clear' end
-  redis.call('HSET', KEYS[3], 'alert', next_state, 'superseded_by', ARGV[4], 'updated', ARGV[2])
-end
-redis.call('HSET', KEYS[1], 'status', 'queued', 'alert', own, 'approved_by', ARGV[1],
-           'updated', ARGV[2])
-redis.call('XADD', KEYS[2], '*', 'notice', notice)
-return 'ok'
-"""
-
-# KEYS: notice.  ARGV: now
-_WITHDRAW = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'pending_approval' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'cancelled', 'alert', 'withdrawn', 'updated', ARGV[1])
-return 1
-"""
 
 
 class AlertRefused(Exception):
@@ -96,7 +49,9 @@ class AlertRefused(Exception):
 class Issued:
     id: str
     status: str
-    replay: bool = False
+    replay: bool = False  # the first answer, for a repeated request
+    conflict: bool = False  # same idempotency key, different body
+    replicated: bool = True  # False: fewer replicas than wanted confirmed it in time
 
 
 def validate(data: Any, settings: Settings, drill: bool = False) -> Alert:
@@ -122,72 +77,107 @@ class AlertDesk:
         self.redis = redis
         self.keys = keys
         self.settings = settings
-        self._issue = redis.register_script(_ISSUE)
-        self._approve = redis.register_script(_APPROVE)
-        self._withdraw = redis.register_script(_WITHDRAW)
+        self.scripts = Scripts(redis, settings.min_replicas, settings.redis_replica_timeout)
 
-    async def referenced(self, alert_id: str) -> Alert:
-        """The alert an update or all-clear follows: 404 unknown, 409 no longer active."""
+    async def referenced(self, alert_id: str, active: bool = True) -> Alert:
+        """The alert an update or all-clear follows: 404 unknown, 409 no longer active
+        (unless ``active`` is False: the issue script checks that itself)."""
         record = await self.redis.hmget(self.keys.notice(alert_id), "kind", "notice", "alert")
         kind, notice, state = record
         if kind != b"alert" or notice is None:
             raise AlertRefused(404, "not_found", "no such alert")
-        if state not in (None, b"active"):
+        if active and state not in (None, b"active"):
             raise AlertRefused(409, "not_active", f"the alert is {as_text(state)}")
         return Alert.model_validate_json(notice, context={"ward": self.settings.ward})
 
-    async def issue(self, alert: Alert, by: str, cap: CapMessage | None = None) -> Issued:
+    async def issue(
+        self,
+        alert: Alert,
+        by: str,
+        cap: CapMessage | None = None,
+        idempotency: tuple[str, str] | None = None,
+    ) -> Issued:
         """Store and queue an alert (or hold it for approval); an update reaches everyone
-        the alert it replaces reached, whatever areas it names."""
-        if cap is not None:
-            known = await self.redis.get(self.keys.cap_message(cap.sender, cap.identifier))
-            if known is not None:  # the same CAP message again: the first answer
-                status = await self.redis.hget(self.keys.notice(as_text(known)), "status")
-                return Issued(as_text(known), as_text(status or b"queued"), replay=True)
-        if alert.references:
-            follow(await self.referenced(alert.references), alert)
+        the alert it replaces reached, whatever areas it names.
+
+        ``idempotency`` is (key digest, body digest): a repeat with the same key gets the
+        first answer (``replay``), or ``conflict`` if its body differs. A CAP message taken
+        before gets its alert as it stands now (``replay``)."""
+        if alert.references:  # whether it is still active: the script says, after the key
+            follow(await self.referenced(alert.references, active=False), alert)
         alert.id = secrets.token_hex(8)
         alert.received_at = datetime.now(UTC)
         pending = self.settings.alert_approval
         status = "pending_approval" if pending else "queued"
         own = "pending" if pending else ("all-clear" if alert.type == "cancel" else "active")
-        ref_key = self.keys.notice(alert.references or alert.id)
-        cap_key = self.keys.cap_message(cap.sender, cap.identifier) if cap else ref_key
-        reply = await self._issue(
-            keys=[
-                self.keys.notice(alert.id),
-                self.keys.notices,
-                self.keys.intake_urgent,
-                ref_key,
-                cap_key,
-            ],
-            args=[
-                alert.id,
-                alert.model_dump_json(),
-                status,
-                time.time(),
-                alert.references or "",
-                "cancelled" if alert.type == "cancel" else "superseded",
-                by,
-                own,
-                "1" if cap else "0",
-            ],
+        k = self.keys
+        ref_key = k.notice(alert.references or alert.id)
+        key_digest, body_digest = idempotency or ("-", "")
+        reply, replicated = await self.scripts.run_replicated(
+            "issue",
+            notice_key=k.notice(alert.id),
+            notices_key=k.notices,
+            intake_key=k.intake_urgent,
+            referenced_key=ref_key,
+            cap_key=k.cap_message(cap.sender, cap.identifier) if cap else ref_key,
+            idempotency_key=k.idempotency(key_digest),
+            id=alert.id,
+            notice=alert.model_dump_json(),
+            status=status,
+            now=time.time(),
+            referenced=alert.references or "",
+            referenced_next="cancelled" if alert.type == "cancel" else "superseded",
+            requested_by=by,
+            own_state=own,
+            record_cap="1" if cap else "0",
+            use_idempotency="1" if idempotency else "0",
+            body_hash=body_digest,
+            ttl=IDEMPOTENCY_TTL,
+            response=json.dumps({"id": alert.id, "status": status}),
         )
-        outcome = [r.decode() if isinstance(r, bytes) else r for r in reply]
+        outcome = [as_text(r) for r in reply]
+        if outcome[0] == "replay":
+            stored = json.loads(outcome[1])
+            first = json.loads(stored["response"])
+            conflict = stored["hash"] != body_digest
+            return Issued(
+                first["id"],
+                first["status"],
+                replay=not conflict,
+                conflict=conflict,
+                replicated=replicated,
+            )
+        if outcome[0] == "cap":  # the same CAP message again: its alert, as it stands now
+            known = await self.redis.hget(k.notice(outcome[1]), "status")
+            return Issued(
+                outcome[1], as_text(known or b"queued"), replay=True, replicated=replicated
+            )
         if outcome[0] == "missing":
             raise AlertRefused(404, "not_found", "no such alert")
         if outcome[0] == "state":
             raise AlertRefused(409, "not_active", f"the alert is {outcome[1]}")
         if outcome[0] != "ok":
             raise AlertRefused(409, "conflict", "an alert with this id exists")
-        return Issued(alert.id, status)
+        return Issued(alert.id, status, replicated=replicated)
 
-    async def cancel(self, alert_id: str, by: str, data: dict[str, Any] | None = None) -> Issued:
+    async def cancel(
+        self,
+        alert_id: str,
+        by: str,
+        data: dict[str, Any] | None = None,
+        idempotency: tuple[str, str] | None = None,
+    ) -> Issued:
         """Send the all-clear of an active alert; an alert still waiting for approval is
-        withdrawn instead (nothing went out, so nothing needs calling off)."""
-        if await self._withdraw(keys=[self.keys.notice(alert_id)], args=[time.time()]):
-            return Issued(alert_id, "cancelled")
-        previous = await self.referenced(alert_id)
+        withdrawn instead (nothing went out, so nothing needs calling off).
+
+        ``idempotency`` as for :meth:`issue`: a repeat gets the first all-clear's answer,
+        though the alert is no longer active by then."""
+        withdrawn, replicated = await self.scripts.run_replicated(
+            "withdraw", notice_key=self.keys.notice(alert_id), now=time.time()
+        )
+        if withdrawn:
+            return Issued(alert_id, "cancelled", replicated=replicated)
+        previous = await self.referenced(alert_id, active=idempotency is None)
         data = data or {}
         try:
             alert = Alert.model_validate(
@@ -207,25 +197,27 @@ class AlertDesk:
             )
         except ValidationError as e:
             raise Invalid(field_errors(e)) from None
-        return await self.issue(alert, by)
+        return await self.issue(alert, by, idempotency=idempotency)
 
     async def approve(self, alert_id: str, by: str) -> Issued:
         for _ in range(3):  # 'retry': the record changed between the two reads
             references = await self.redis.hget(self.keys.notice(alert_id), "references")
             ref = as_text(references or b"")
-            result = await self._approve(
-                keys=[
-                    self.keys.notice(alert_id),
-                    self.keys.intake_urgent,
-                    self.keys.notice(ref or alert_id),
-                ],
-                args=[by, time.time(), ref, alert_id],
+            result, replicated = await self.scripts.run_replicated(
+                "approve",
+                notice_key=self.keys.notice(alert_id),
+                intake_key=self.keys.intake_urgent,
+                referenced_key=self.keys.notice(ref or alert_id),
+                approver=by,
+                now=time.time(),
+                referenced=ref,
+                id=alert_id,
             )
             outcome = result.decode() if isinstance(result, bytes) else str(result)
             if outcome != "retry":
                 break
         if outcome == "ok":
-            return Issued(alert_id, "queued")
+            return Issued(alert_id, "queued", replicated=replicated)
         if outcome == "missing":
             raise AlertRefused(404, "not_found", "no such alert")
         if outcome == "same_person":

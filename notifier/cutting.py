@@ -3,9 +3,10 @@
 A (channel, language) share of a notice goes to channel ∩ (its areas ∪ whole ward) ∩
 (its topics ∪ every topic) ∩ the readers' languages. Computing that set first (a
 ZINTERSTORE of a million members) would keep the first batch waiting for a second, so a
-Lua script walks the smallest of those sorted sets in the order of its ids (ZRANGE …
-BYLEX), keeps the members that are in the others, and cuts them into batches as it goes:
-the first batch is on its stream a millisecond after the notice is dispatched.
+Lua script (notifier/lua/cut.lua) walks the smallest of those sorted sets in the order of
+its ids (ZRANGE … BYLEX), keeps the members that are in the others, and cuts them into
+batches (``states.BatchEntry``) as it goes: the first batch is on its stream a
+millisecond after the notice is dispatched.
 
 The walk's position is the last id it took. Every copy of the index orders its ids the
 same way, so the position means the same on a restarted Redis and on a promoted replica
@@ -31,148 +32,12 @@ from redis.asyncio import Redis
 
 from notifier.keys import ALL, Keys
 from notifier.logs import event
+from notifier.states import Scripts
 
 log = logging.getLogger(__name__)
 
 STEPS_PER_CALL = 16  # pages of the walk (500 ids each) one call may take: Redis stays responsive
 PAGE = 500
-
-
-def settle(progress: str, notice: str, now: str) -> str:
-    """Lua that settles a notice whose every batch has an outcome: done, or failed if
-    nothing at all could be delivered. The arguments are Lua expressions (KEYS[2] …)."""
-    return SETTLE.replace("PROGRESS", progress).replace("NOTICE", notice).replace("NOW", now)
-
-
-SETTLE = """
-local fields = redis.call('HGETALL', PROGRESS)
-local pending, sent, failed = 0, 0, 0
-for i = 1, #fields, 2 do
-  local name, value = fields[i], tonumber(fields[i + 1])
-  if name:sub(-8) == ':pending' or name:sub(-8) == ':cutting' then pending = pending + value
-  elseif name:sub(-5) == ':sent' then sent = sent + value
-  elseif name:sub(-7) == ':failed' then failed = failed + value end
-end
-if pending <= 0 and redis.call('HGET', NOTICE, 'status') == 'dispatching' then
-  local status = 'done'
-  if sent == 0 and failed > 0 then status = 'failed' end
-  redis.call('HSET', NOTICE, 'status', status, 'updated', NOW)
-end
-"""
-
-# KEYS: 1 source set, 2 seen, 3 carry, 4 delivery stream, 5 cut hash, 6 progress,
-#       7… the sets of each check (a member must be in one set of every check)
-# ARGV: 1 notice id, 2 channel, 3 language, 4 kind, 5 batch size, 6 most batches,
-#       7 position field, 8 last source of the share ('1'/'0'), 9 number of checks,
-#       10… the number of sets in each check
-_CUT = (
-    """
-local position = redis.call('HGET', KEYS[5], ARGV[7]) or '-'
-if position == 'done' then return {0, 1} end
-if position:sub(1, 1) ~= '(' then position = '-' end  -- anything else: from the start
-local size, most = tonumber(ARGV[5]), tonumber(ARGV[6])
-local checks, k = {}, 7
-for c = 1, tonumber(ARGV[9]) do
-  local sets = {}
-  for i = 1, tonumber(ARGV[9 + c]) do sets[i] = KEYS[k]; k = k + 1 end
-  checks[c] = sets
-end
-local function flags(command, key, members)  -- a command per 1,000: Lua's stack is small
-  local found = {}
-  for i = 1, #members, 1000 do
-    local part = redis.call(command, key, unpack(members, i, math.min(i + 999, #members)))
-    if type(part) == 'table' then  -- SMISMEMBER's 1/0, ZMSCORE's score/false; not SADD's count
-      for j = 1, #part do found[i + j - 1] = part[j] ~= 0 and part[j] ~= false end
-    end
-  end
-  return found
-end
-local function wanted(members)  -- those in a set of every check, once each, not seen before
-  local keep = {}
-  for i = 1, #members do keep[i] = true end
-  for _, sets in ipairs(checks) do
-    local found = {}
-    for _, key in ipairs(sets) do
-      local member_of = flags('ZMSCORE', key, members)
-      for i = 1, #members do found[i] = found[i] or member_of[i] end
-    end
-    for i = 1, #members do keep[i] = keep[i] and found[i] end
-  end
-  local picked, page = {}, {}
-  for i = 1, #members do
-    if keep[i] and not page[members[i]] then
-      page[members[i]] = true
-      picked[#picked + 1] = members[i]
-    end
-  end
-  local seen, new = flags('SMISMEMBER', KEYS[2], picked), {}
-  for i = 1, #picked do
-    if not seen[i] then new[#new + 1] = picked[i] end
-  end
-  flags('SADD', KEYS[2], new)
-  return new
-end
-if redis.call('TYPE', KEYS[3])['ok'] == 'set' then  -- a cut begun by the version before
-  local held = redis.call('SMEMBERS', KEYS[3])
-  redis.call('DEL', KEYS[3])
-  for _, member in ipairs(held) do redis.call('ZADD', KEYS[3], 0, member) end
-end
-local batch = {}  -- the carry first, in the order of its ids: a call done again after a
-for i, v in ipairs(redis.call('ZPOPMIN', KEYS[3], size)) do  -- failover cuts the same
-  if i % 2 == 1 then batch[#batch + 1] = v end  -- batches (the same retry keys, the same ids)
-end
-local cut, recipients = 0, 0
-local function emit()
-  table.sort(batch)
-  local n = redis.call('HINCRBY', KEYS[5], ARGV[2], 1) - 1
-  local data = '{"notice":' .. cjson.encode(ARGV[1]) .. ',"kind":' .. cjson.encode(ARGV[4])
-    .. ',"channel":' .. cjson.encode(ARGV[2]) .. ',"lang":' .. cjson.encode(ARGV[3])
-    .. ',"n":' .. n .. ',"recipients":' .. cjson.encode(batch) .. ',"areas":[],"size":'
-    .. #batch .. ',"attempt":1}'
-  redis.call('XADD', KEYS[4], '*', 'data', data)
-  cut = cut + 1
-  recipients = recipients + #batch
-  batch = {}
-end
-local steps, finished = 0, false
-while not finished do
-  if #batch >= size then emit() end
-  if cut >= most or steps >= """
-    + str(STEPS_PER_CALL)
-    + """ then break end
-  local page = redis.call('ZRANGE', KEYS[1], position, '+', 'BYLEX', 'LIMIT', 0, """
-    + str(PAGE)
-    + """)
-  steps = steps + 1
-  if #page > 0 then position = '(' .. page[#page] end
-  finished = #page < """
-    + str(PAGE)
-    + """
-  for _, member in ipairs(wanted(page)) do
-    batch[#batch + 1] = member
-    if #batch == size then emit() end
-  end
-end
-if finished and ARGV[8] == '1' and #batch > 0 then emit() end
-if #batch > 0 then
-  local scored = {}
-  for _, member in ipairs(batch) do scored[#scored + 1] = 0; scored[#scored + 1] = member end
-  redis.call('ZADD', KEYS[3], unpack(scored))
-end
-redis.call('HSET', KEYS[5], ARGV[7], finished and 'done' or position)
-if recipients > 0 then
-  redis.call('HINCRBY', KEYS[6], ARGV[2] .. ':recipients', recipients)
-  redis.call('HINCRBY', KEYS[6], ARGV[2] .. ':pending', recipients)
-end
-return {cut, finished and 1 or 0}
-"""
-)
-
-# KEYS: progress, notice, then the cut's scratch sets.  ARGV: now, then the channels cut.
-_FINISH = """
-for i = 2, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i] .. ':cutting') end
-for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
-""" + settle("KEYS[1]", "KEYS[2]", "ARGV[1]")
 
 
 @dataclass
@@ -188,6 +53,12 @@ class Share:
     checks: list[list[str]]
     seen: str
     carry: str
+    # its batches are numbered index, index + of, index + 2·of … (of: the channel's
+    # shares), so each share's numbers are its own and a cut done again after lost writes
+    # gives every batch the number it had; 0 for a share planned by the version before,
+    # whose batches take the next number of the channel's one counter
+    index: int = 0
+    of: int = 0
 
     @property
     def field(self) -> str:
@@ -228,14 +99,17 @@ async def plan(
     if within is not None:
         common.append([within])
     shares = []
-    for lang, langs in sorted(groups.items()):
+    for index, (lang, langs) in enumerate(sorted(groups.items())):
         lang_sets = [by_lang[w] for w in langs]
         if channel_size <= sum(lang_size[w] for w in langs):
             sources, checks = [keys.by_channel(channel)], [lang_sets, *common]
         else:
             sources, checks = lang_sets, [[keys.by_channel(channel)], *common]
         seen = keys.audience(notice_id, channel, lang)
-        shares.append(Share(channel, lang, stream, size, sources, checks, seen, f"{seen}:carry"))
+        carry = f"{seen}:carry"
+        shares.append(
+            Share(channel, lang, stream, size, sources, checks, seen, carry, index, len(groups))
+        )
     return shares
 
 
@@ -243,8 +117,7 @@ class Cutter:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._cut = redis.register_script(_CUT)
-        self._finish = redis.register_script(_FINISH)
+        self.scripts = Scripts(redis)
 
     def record(self, pipe: Any, notice_id: str, shares: list[Share]) -> None:
         """Write the shares (in the dispatcher's transaction): a dispatcher that takes over
@@ -334,30 +207,29 @@ class Cutter:
         self, pipe: Any, notice_id: str, kind: str, share: Share, source: int, most: int
     ) -> None:
         k = self.keys
-        checks = [key for check in share.checks for key in check]
-        await self._cut(
-            keys=[
-                share.sources[source],
-                share.seen,
-                share.carry,
-                share.stream,
-                k.cut_counter(notice_id),
-                k.progress(notice_id),
-                *checks,
-            ],
-            args=[
-                notice_id,
-                share.channel,
-                share.lang,
-                kind,
-                share.size,
-                most,
-                share.position(source),
-                "1" if source == len(share.sources) - 1 else "0",
-                len(share.checks),
-                *(len(check) for check in share.checks),
-            ],
+        await self.scripts.run(
+            "cut",
             client=pipe,
+            source_key=share.sources[source],
+            seen_key=share.seen,
+            carry_key=share.carry,
+            stream_key=share.stream,
+            cut_key=k.cut_counter(notice_id),
+            progress_key=k.progress(notice_id),
+            check_keys=[key for check in share.checks for key in check],
+            notice=notice_id,
+            channel=share.channel,
+            lang=share.lang,
+            kind=kind,
+            size=share.size,
+            most=most,
+            position_field=share.position(source),
+            last_source="1" if source == len(share.sources) - 1 else "0",
+            steps_per_call=STEPS_PER_CALL,
+            page_size=PAGE,
+            number_offset=share.index,
+            number_step=share.of,
+            check_sizes=[len(check) for check in share.checks],
         )
 
     async def finish(self, notice_id: str, shares: list[Share]) -> None:
@@ -365,12 +237,11 @@ class Cutter:
         batches were all delivered while it was being cut."""
         k = self.keys
         scratch = [key for s in shares for key in (s.seen, s.carry)]
-        await self._finish(
-            keys=[
-                k.progress(notice_id),
-                k.notice(notice_id),
-                *scratch,
-                k.drill_audience(notice_id),
-            ],
-            args=[time.time(), *sorted({s.channel for s in shares})],
+        await self.scripts.run(
+            "finish",
+            progress_key=k.progress(notice_id),
+            notice_key=k.notice(notice_id),
+            scratch_keys=[*scratch, k.drill_audience(notice_id)],
+            now=time.time(),
+            channels=sorted({s.channel for s in shares}),
         )

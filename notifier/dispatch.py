@@ -1,13 +1,14 @@
 """The dispatcher: reads the intake stream, schedules or fans a notice out to channel streams.
 
-For each notice: render once per (channel, language); compute each channel's audience
-inside Redis into one set per language; then, in one transaction, set the progress
-counters, the status and the channels' single batches (X, print). Then cut the audience
-sets into batches with a Lua script that moves up to a batch's worth of ids from the set
-into a new stream entry, so workers start on the first batch at once while the rest is
-being cut. Only then is the intake entry acknowledged: a dispatcher that dies half-way
-leaves it pending, and the one that reclaims it cuts what is left. Each id is in its set
-or in exactly one batch, never both, never neither.
+For each notice: render once per (channel, language); plan each channel's audience as
+walks over the subscriber index, one share per language (notifier/cutting.py); then, in
+one transaction, write the plan, the progress counters, the status and the channels'
+single batches (X, print). Then cut the audience into batches with a Lua script that
+walks the index and adds each batch to the channel's stream as it goes, so workers start
+on the first batch at once while the rest is being cut. Only then is the intake entry
+acknowledged: a dispatcher that dies half-way leaves it pending, and the one that
+reclaims it walks on from where the cut stands. Each id of the audience is cut into
+exactly one batch. Every batch, single or cut, is a ``states.BatchEntry``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from notifier.logs import event
 from notifier.metrics import Metrics
 from notifier.models import Alert, AnyNotice, field_errors, parse_notice
 from notifier.render import Templates
+from notifier.states import BatchEntry
 from notifier.streams import (
     Fields,
     StreamReply,
@@ -60,7 +62,7 @@ class Prepared:
     channel: str
     rendered: dict[str, dict[str, Any]]  # language → content
     recipients: int = 0  # of X and print; a subscriber channel counts as it is cut
-    single: dict[str, Any] | None = None  # the one batch of X or print
+    single: BatchEntry | None = None  # the one batch of X or print
     shares: list[Share] = field(default_factory=list)  # of a subscriber channel
     audience: int | None = None  # a subscriber channel's audience, counted when planned
 
@@ -128,6 +130,7 @@ class Dispatcher:
                         await self.handle(entry_id.decode(), fields, stream)
             except RedisError as e:  # nothing acknowledged: the entry waits in the stream
                 event(log, "dispatch.redis_error", logging.WARNING, error=repr(e))
+                ready = False  # a Redis back without its last writes may lack the group
                 await asyncio.sleep(1.0)
 
     async def reclaim(self, stream: str | None = None) -> None:
@@ -286,7 +289,7 @@ class Dispatcher:
                 self.cutter.record(pipe, notice.id, p.shares)
             pipe.hset(k.progress(notice.id), mapping=progress)
             if p.single is not None:
-                pipe.xadd(k.delivery(p.channel, lane(notice.kind)), {"data": json.dumps(p.single)})
+                pipe.xadd(k.delivery(p.channel, lane(notice.kind)), p.single.to_fields())
         if isinstance(notice, Alert) and notice.drill:
             drill = k.drill_audience(notice.id)
             pipe.delete(drill)
@@ -363,17 +366,15 @@ class Dispatcher:
             else:
                 areas = notice.areas or self.settings.ward.area_codes
                 p.recipients = len(areas) if cls.audience == "areas" else 1
-                p.single = {
-                    "notice": notice.id,
-                    "kind": notice.kind,
-                    "channel": name,
-                    "lang": "ja",
-                    "n": 0,
-                    "recipients": [],
-                    "areas": sorted(areas) if cls.audience == "areas" else [],
-                    "size": p.recipients,
-                    "attempt": 1,
-                }
+                p.single = BatchEntry(
+                    notice=notice.id,
+                    kind=notice.kind,
+                    channel=name,
+                    lang="ja",
+                    n=0,
+                    areas=tuple(sorted(areas)) if cls.audience == "areas" else (),
+                    size=p.recipients,
+                )
             prepared.append(p)
         return prepared
 

@@ -100,8 +100,16 @@ class Keys:
         """Set while a post is being sent: if it is still there, the outcome is unknown."""
         return f"{self.prefix}x:unsure:{notice_id}:{index}"
 
-    def x_budget(self, day: str) -> str:
-        return f"{self.prefix}x:posts:{day}"
+    @property
+    def x_posts(self) -> str:
+        """The account's posts of the last 24 hours (a sorted set: ``<notice>:<post>`` by
+        the time it was reserved, then posted), shared by every worker."""
+        return f"{self.prefix}x:posts"
+
+    @property
+    def x_blocked(self) -> str:
+        """Set when X said no more posts until a time (epoch seconds); expires then."""
+        return f"{self.prefix}x:blocked"
 
     def rate_limit(self, name: str) -> str:
         return f"{self.prefix}rate:{name}"

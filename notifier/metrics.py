@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -70,6 +70,31 @@ class Metrics:
         self.dispatch_seconds = Histogram(
             "notifier_dispatch_seconds",
             "Time from a notice's intake entry to its batches being queued (this process)",
+            registry=self.registry,
+        )
+        self.email_unconfirmed = Counter(
+            "notifier_email_unconfirmed",
+            "Email addresses reached whose record no replica confirmed in time, or that"
+            " could not be written: each could be mailed twice by a failover (this process)",
+            registry=self.registry,
+        )
+        self.line_requests = Counter(
+            "notifier_line_requests",
+            "LINE API requests by endpoint and HTTP status (0: no answer) (this process)",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.line_refused = Counter(
+            "notifier_line_refused",
+            "LINE's 429s by endpoint and reason: rate (over the endpoint's limit) or monthly"
+            " (this process)",
+            ["endpoint", "reason"],
+            registry=self.registry,
+        )
+        self.line_rate_limit = Gauge(
+            "notifier_line_rate_limit",
+            "Requests a second the service allows itself per LINE endpoint (all processes)",
+            ["endpoint"],
             registry=self.registry,
         )
         self.http_requests = Counter(

@@ -21,23 +21,9 @@ from redis.exceptions import RedisError
 from notifier.config import Settings
 from notifier.keys import Keys
 from notifier.logs import event
+from notifier.states import Scripts
 
 log = logging.getLogger("notifier.scheduler")
-
-# KEYS: scheduled, intake.  ARGV: now, notice key prefix
-_RELEASE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
-local released = {}
-for _, id in ipairs(due) do
-  redis.call('ZREM', KEYS[1], id)
-  local key = ARGV[2] .. id
-  if redis.call('HGET', key, 'status') == 'scheduled' then
-    redis.call('XADD', KEYS[2], '*', 'notice', redis.call('HGET', key, 'notice'))
-    table.insert(released, id)
-  end
-end
-return released
-"""
 
 
 class Scheduler:
@@ -54,15 +40,18 @@ class Scheduler:
         self.keys = keys
         self.interval = interval
         self.digest = digest
-        self._release = redis.register_script(_RELEASE)
+        self.scripts = Scripts(redis)
         self._aps = AsyncIOScheduler(timezone=settings.tz)
 
     async def release_due(self) -> list[str]:
         """Move every due notice to intake, once, even if several schedulers run."""
         try:
-            released = await self._release(
-                keys=[self.keys.scheduled, self.keys.intake],
-                args=[time.time(), self.keys.notice("")],
+            released = await self.scripts.run(
+                "release",
+                scheduled_key=self.keys.scheduled,
+                intake_key=self.keys.intake,
+                now=time.time(),
+                notice_prefix=self.keys.notice(""),
             )
         except RedisError as e:
             event(log, "scheduler.redis_error", logging.WARNING, error=repr(e))

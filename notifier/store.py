@@ -1,6 +1,7 @@
 """Notices in Redis: records, statuses, per-channel progress, idempotency, cancellation.
 
-Every change that must happen together is one Lua script or one MULTI/EXEC.
+Every change that must happen together is one Lua script (notifier/states.py) or one
+MULTI/EXEC.
 """
 
 from __future__ import annotations
@@ -15,41 +16,12 @@ from redis.asyncio import Redis
 
 from notifier.config import CHANNELS
 from notifier.keys import Keys
+from notifier.states import Scripts
 from notifier.streams import as_text
 
 STATUSES = ("pending_approval", "scheduled", "queued", "dispatching", "done", "failed", "cancelled")
 IDEMPOTENCY_TTL = 24 * 3600
 ALERT_FIELDS = ("alert", "references", "superseded_by", "requested_by", "approved_by")
-
-# KEYS: idempotency, notice, notices index, intake
-# ARGV: id, notice json, status, now, body hash, ttl, response json, use idempotency, kind
-_ACCEPT = """
-if ARGV[8] == '1' then
-  local prev = redis.call('GET', KEYS[1])
-  if prev then return prev end
-end
-if redis.call('EXISTS', KEYS[2]) == 1 then return redis.error_reply('EXISTS') end
-redis.call('HSET', KEYS[2], 'notice', ARGV[2], 'kind', ARGV[9], 'status', ARGV[3],
-           'created', ARGV[4], 'updated', ARGV[4])
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-redis.call('XADD', KEYS[4], '*', 'notice', ARGV[2])
-if ARGV[8] == '1' then
-  redis.call('SET', KEYS[1], cjson.encode({hash = ARGV[5], response = ARGV[7]}), 'EX', ARGV[6])
-end
-return false
-"""
-
-# KEYS: notice, scheduled
-# ARGV: now, id
-_CANCEL = """
-local status = redis.call('HGET', KEYS[1], 'status')
--- alerts are called off by the emergency desk (the all-clear), never cancelled here
-if not status or redis.call('HGET', KEYS[1], 'kind') ~= 'announcement' then return 'missing' end
-if status ~= 'scheduled' and status ~= 'queued' then return status end
-redis.call('HSET', KEYS[1], 'status', 'cancelled', 'updated', ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[2])
-return 'ok'
-"""
 
 
 @dataclass(frozen=True)
@@ -70,8 +42,7 @@ class NoticeStore:
         self.redis = redis
         self.keys = keys
         self.min_replicas, self.replica_timeout = min_replicas, replica_timeout
-        self._accept = redis.register_script(_ACCEPT)
-        self._cancel = redis.register_script(_CANCEL)
+        self.scripts = Scripts(redis, min_replicas, replica_timeout)
 
     async def accept(
         self,
@@ -88,26 +59,22 @@ class NoticeStore:
         k = self.keys
         key_digest, body_digest = idempotency or ("-", "")
         response = json.dumps({"id": notice_id, "status": status})
-        async with self.redis.pipeline(transaction=False) as pipe:  # WAIT: on one connection
-            await self._accept(
-                keys=[k.idempotency(key_digest), k.notice(notice_id), k.notices, k.intake],
-                args=[
-                    notice_id,
-                    notice_json,
-                    status,
-                    time.time(),
-                    body_digest,
-                    IDEMPOTENCY_TTL,
-                    response,
-                    "1" if idempotency else "0",
-                    kind,
-                ],
-                client=pipe,
-            )
-            if self.min_replicas:
-                pipe.wait(self.min_replicas, int(self.replica_timeout * 1000))
-            previous, *confirmed = await pipe.execute()
-        replicated = not confirmed or int(confirmed[0]) >= self.min_replicas
+        previous, replicated = await self.scripts.run_replicated(
+            "accept",
+            idempotency_key=k.idempotency(key_digest),
+            notice_key=k.notice(notice_id),
+            notices_key=k.notices,
+            intake_key=k.intake,
+            id=notice_id,
+            notice=notice_json,
+            status=status,
+            now=time.time(),
+            body_hash=body_digest,
+            ttl=IDEMPOTENCY_TTL,
+            response=response,
+            use_idempotency="1" if idempotency else "0",
+            kind=kind,
+        )
         if previous is None:
             return Accepted(notice_id, status, replicated=replicated)
         stored = json.loads(previous)
@@ -119,8 +86,12 @@ class NoticeStore:
     async def cancel(self, notice_id: str) -> str:
         """'ok', 'missing' (also for an alert: the desk calls those off), or the status
         that forbids cancelling."""
-        result = await self._cancel(
-            keys=[self.keys.notice(notice_id), self.keys.scheduled], args=[time.time(), notice_id]
+        result = await self.scripts.run(
+            "cancel",
+            notice_key=self.keys.notice(notice_id),
+            scheduled_key=self.keys.scheduled,
+            now=time.time(),
+            id=notice_id,
         )
         return result.decode() if isinstance(result, bytes) else str(result)
 

@@ -1,9 +1,10 @@
 """Channel workers: consume a channel's delivery streams, urgent lane first.
 
-A batch's outcome is recorded and its entry acknowledged in one Lua script, so a
-batch is counted once however often it is delivered to a worker. Entries a dead
-worker left pending are reclaimed after the visibility timeout (XAUTOCLAIM);
-retryable failures wait in a sorted set and go back on their stream when due.
+A batch's outcome is recorded and its entry acknowledged in one Lua script
+(notifier/lua/record.lua), so a batch is counted once however often it is delivered to a
+worker; the record waits for a replica (WAIT), and one that none confirmed in time is
+logged. Entries a dead worker left pending are reclaimed after the visibility timeout
+(XAUTOCLAIM); retryable failures wait in a sorted set and go back on their stream when due.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import random
 import time
 from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -25,71 +27,15 @@ from redis.exceptions import RedisError
 from channels import Channel
 from channels.base import Batch, Outcome, Paused, PermanentError, Recipient, RetryableError
 from notifier.config import Settings
-from notifier.cutting import settle
 from notifier.keys import LANES, Keys
 from notifier.logs import event
+from notifier.states import BatchEntry, Scripts
 from notifier.streams import Fields, StreamReply, as_text, consumer_name, ensure_group
 from notifier.subscribers import SubscriberStore
 
 log = logging.getLogger("notifier.worker")
 
 GROUP = "deliver"
-
-# KEYS: done set, progress, notice, stream, stats, failures, batch log, breaker
-# ARGV: batch number, channel, sent, failed, size, group, entry id, now, batch log json,
-#       failure json...
-_RECORD = (
-    """
-if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then
-  redis.call('XACK', KEYS[4], ARGV[6], ARGV[7])
-  redis.call('XDEL', KEYS[4], ARGV[7])
-  return 0
-end
-local ch = ARGV[2]
-redis.call('DEL', KEYS[8])
-redis.call('HINCRBY', KEYS[2], ch .. ':sent', ARGV[3])
-redis.call('HINCRBY', KEYS[2], ch .. ':failed', ARGV[4])
-redis.call('HINCRBY', KEYS[2], ch .. ':pending', 0 - tonumber(ARGV[5]))
-redis.call('HINCRBY', KEYS[5], ch .. ':sent', ARGV[3])
-redis.call('HINCRBY', KEYS[5], ch .. ':failed', ARGV[4])
-redis.call('HSET', KEYS[7], ch .. ':' .. ARGV[1], ARGV[9])
-for i = 10, #ARGV do redis.call('RPUSH', KEYS[6], ARGV[i]) end
-if #ARGV >= 10 then redis.call('LTRIM', KEYS[6], -1000, -1) end
-redis.call('XACK', KEYS[4], ARGV[6], ARGV[7])
-redis.call('XDEL', KEYS[4], ARGV[7])
-"""
-    + settle("KEYS[2]", "KEYS[3]", "ARGV[8]")
-    + """
-return 1
-"""
-)
-
-# KEYS: breaker.  ARGV: seconds to remember a failure.  Returns failures in a row.
-_FAILED = """
-local n = redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return n
-"""
-
-# KEYS: retries, stream.  ARGV: member, due, group, entry id
-_DEFER = """
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('XACK', KEYS[2], ARGV[3], ARGV[4])
-redis.call('XDEL', KEYS[2], ARGV[4])
-return 1
-"""
-
-# KEYS: retries.  ARGV: now
-_RELEASE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
-for _, member in ipairs(due) do
-  if redis.call('ZREM', KEYS[1], member) == 1 then
-    local item = cjson.decode(member)
-    redis.call('XADD', item.stream, '*', 'data', item.data)
-  end
-end
-return #due
-"""
 
 
 def backoff(attempt: int, base: float, cap: float = 600.0) -> float:
@@ -115,10 +61,7 @@ class ChannelWorker:
         self.concurrency = concurrency
         self.consumer = consumer_name()
         self.streams = [keys.delivery(channel.name, lane) for lane in LANES]
-        self._record = redis.register_script(_RECORD)
-        self._defer = redis.register_script(_DEFER)
-        self._release = redis.register_script(_RELEASE)
-        self._failed = redis.register_script(_FAILED)
+        self.scripts = Scripts(redis, settings.min_replicas, settings.redis_replica_timeout)
         self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._content: dict[str, dict[str, Any]] = {}
 
@@ -140,7 +83,9 @@ class ChannelWorker:
                         for stream in self.streams:
                             await ensure_group(self.redis, stream, GROUP)
                         ready = True
-                    await self._release(keys=[self.keys.retries], args=[time.time()])
+                    await self.scripts.run(
+                        "requeue", retries_key=self.keys.retries, now=time.time()
+                    )
                     if time.monotonic() >= next_reclaim:
                         await self.reclaim()
                         next_reclaim = time.monotonic() + self.settings.visibility_timeout / 2
@@ -168,6 +113,7 @@ class ChannelWorker:
                         channel=self.channel.name,
                         error=repr(e),
                     )
+                    ready = False  # a Redis back without its last writes may lack the groups
                     await asyncio.sleep(1.0)
         except asyncio.CancelledError:
             for tasks in inflight.values():
@@ -251,75 +197,90 @@ class ChannelWorker:
             )
 
     async def _handle(self, stream: str, entry_id: str, fields: dict[bytes, bytes]) -> None:
-        job = json.loads(fields[b"data"])
+        entry = BatchEntry.from_fields(fields)
         k = self.keys
-        done_key = k.done_batches(job["notice"], job["channel"])
-        if await self.redis.sismember(done_key, str(job["n"])):
+        done_key = k.done_batches(entry.notice, entry.channel)
+        if await self.redis.sismember(done_key, str(entry.n)):
             await self.redis.xack(stream, GROUP, entry_id)
             await self.redis.xdel(stream, entry_id)
             return
-        batch, gone = await self._batch(job)
+        batch, gone = await self._batch(entry)
         try:
             outcome = await self.channel.send(batch) if batch.recipients or not gone else Outcome()
         except Paused as e:  # the channel can't send for now: keep the batch, spend no attempt
             await self._pause(e)
-            await self._retry(stream, entry_id, job, e.defer, spend=False)
+            await self._retry(stream, entry_id, entry, e.defer, spend=False)
             return
         except PermanentError as e:
-            outcome = self._all_failed(job, batch, e.message)
+            outcome = self._all_failed(entry, batch, e.message)
             outcome.meta.update(e.meta, error=e.message)
         except RetryableError as e:
-            if e.spend and job["attempt"] >= self.settings.max_attempts:
-                outcome = self._all_failed(job, batch, f"gave up after {job['attempt']}: {e}")
+            if e.spend and entry.attempt >= self.settings.max_attempts:
+                outcome = self._all_failed(entry, batch, f"gave up after {entry.attempt}: {e}")
                 outcome.meta.update(e.meta, error=e.message)
             else:
                 if e.spend:
                     await self._trip(e)
-                await self._retry(stream, entry_id, job, e.defer, spend=e.spend)
+                await self._retry(stream, entry_id, entry, e.defer, spend=e.spend)
                 return
         except Exception as e:  # an unknown fault is retried like a transient one
-            event(log, "batch.error", logging.ERROR, channel=job["channel"], error=repr(e))
-            if job["attempt"] >= self.settings.max_attempts:
-                outcome = self._all_failed(job, batch, "gave up after an internal error")
+            event(log, "batch.error", logging.ERROR, channel=entry.channel, error=repr(e))
+            if entry.attempt >= self.settings.max_attempts:
+                outcome = self._all_failed(entry, batch, "gave up after an internal error")
             else:
-                await self._retry(stream, entry_id, job, None)
+                await self._retry(stream, entry_id, entry, None)
                 return
         outcome.failed.update(dict.fromkeys(gone, "unsubscribed"))
         failures = [
-            json.dumps({"channel": job["channel"], "subscriber": sid, "reason": reason})
+            json.dumps({"channel": entry.channel, "subscriber": sid, "reason": reason})
             for sid, reason in outcome.failed.items()
         ]
-        entry = {
+        logged = {
             "sent": outcome.sent,
             "failed": len(outcome.failed),
-            "attempt": job["attempt"],
+            "attempt": entry.attempt,
             "at": time.time(),
             **outcome.meta,
         }
-        await self._record(
-            keys=[
-                done_key,
-                k.progress(job["notice"]),
-                k.notice(job["notice"]),
-                stream,
-                k.stats,
-                k.failures(job["notice"]),
-                k.batch_log(job["notice"]),
-                k.breaker(job["channel"]),
-            ],
-            args=[
-                job["n"],
-                job["channel"],
-                outcome.sent,
-                len(outcome.failed),
-                job["size"],
-                GROUP,
-                entry_id,
-                time.time(),
-                json.dumps(entry, ensure_ascii=False),
-                *failures,
-            ],
+        counted, replicated = await self.scripts.run_replicated(
+            "record",
+            done_key=done_key,
+            progress_key=k.progress(entry.notice),
+            notice_key=k.notice(entry.notice),
+            stream_key=stream,
+            stats_key=k.stats,
+            failures_key=k.failures(entry.notice),
+            batch_log_key=k.batch_log(entry.notice),
+            breaker_key=k.breaker(entry.channel),
+            batch=entry.n,
+            channel=entry.channel,
+            sent=outcome.sent,
+            failed=len(outcome.failed),
+            size=entry.size,
+            group=GROUP,
+            entry_id=entry_id,
+            now=time.time(),
+            batch_log=json.dumps(logged, ensure_ascii=False),
+            failures=failures,
         )
+        if int(counted) < 0:  # its cut was lost with Redis's last writes: cut again, it
+            event(  # is delivered (LINE: 409 for its retry key) and counted then
+                log,
+                "batch.unknown",
+                logging.WARNING,
+                notice=entry.notice,
+                channel=entry.channel,
+                batch=entry.n,
+            )
+        elif not replicated:  # recorded, but a failover now could lose the record: say so
+            event(
+                log,
+                "batch.not_replicated",
+                logging.WARNING,
+                notice=entry.notice,
+                channel=entry.channel,
+                batch=entry.n,
+            )
 
     async def _trip(self, error: RetryableError) -> None:
         """Count a failed batch; enough in a row open the channel's circuit: it rests for
@@ -327,7 +288,9 @@ class ChannelWorker:
         settings = self.settings
         window = int(settings.breaker_seconds * 10) + 1
         failures = int(
-            await self._failed(keys=[self.keys.breaker(self.channel.name)], args=[window])
+            await self.scripts.run(
+                "breaker", breaker_key=self.keys.breaker(self.channel.name), seconds=window
+            )
         )
         if failures >= settings.breaker_failures:
             reason = f"circuit open after {failures} failed batches in a row: {error.message}"
@@ -350,66 +313,71 @@ class ChannelWorker:
         ms = await self.redis.pttl(self.keys.paused(self.channel.name))
         return max(0.0, ms / 1000) if ms and ms > 0 else 0.0
 
-    async def _batch(self, job: dict[str, Any]) -> tuple[Batch, list[str]]:
+    async def _batch(self, entry: BatchEntry) -> tuple[Batch, list[str]]:
         """The batch with each recipient's current address; the ids no longer subscribed."""
-        found = await self.subscribers.addresses(job["recipients"])
-        gone = [sid for sid in job["recipients"] if sid not in found]
-        recipients = tuple(Recipient(sid, *found[sid]) for sid in job["recipients"] if sid in found)
+        found = await self.subscribers.addresses(entry.recipients)
+        gone = [sid for sid in entry.recipients if sid not in found]
+        recipients = tuple(Recipient(sid, *found[sid]) for sid in entry.recipients if sid in found)
         return (
             Batch(
-                notice_id=job["notice"],
-                kind=job["kind"],
-                channel=job["channel"],
-                lang=job["lang"],
-                number=job["n"],
+                notice_id=entry.notice,
+                kind=entry.kind,
+                channel=entry.channel,
+                lang=entry.lang,
+                number=entry.n,
                 recipients=recipients,
-                content=await self._rendered(job),
-                areas=tuple(job["areas"]),
-                attempt=job["attempt"],
+                content=await self._rendered(entry),
+                areas=entry.areas,
+                attempt=entry.attempt,
             ),
             gone,
         )
 
-    async def _rendered(self, job: dict[str, Any]) -> dict[str, Any]:
-        field = f"{job['channel']}:{job['lang']}"
-        cache_key = f"{job['notice']}:{field}"
+    async def _rendered(self, entry: BatchEntry) -> dict[str, Any]:
+        field = f"{entry.channel}:{entry.lang}"
+        cache_key = f"{entry.notice}:{field}"
         if cache_key not in self._content:
             if len(self._content) > 256:
                 self._content.clear()
-            raw = await self.redis.hget(self.keys.rendered(job["notice"]), field)
+            raw = await self.redis.hget(self.keys.rendered(entry.notice), field)
             if raw is None:
                 raise PermanentError(f"no rendered content for {field}")
             self._content[cache_key] = json.loads(raw)
         return self._content[cache_key]
 
     @staticmethod
-    def _all_failed(job: dict[str, Any], batch: Batch, reason: str) -> Outcome:
-        if job["recipients"]:
+    def _all_failed(entry: BatchEntry, batch: Batch, reason: str) -> Outcome:
+        if entry.recipients:
             return Outcome(failed={r.id: reason for r in batch.recipients})
-        return Outcome(failed={f"{job['channel']}#{i}": reason for i in range(job["size"])})
+        return Outcome(failed={f"{entry.channel}#{i}": reason for i in range(entry.size)})
 
     async def _retry(
         self,
         stream: str,
         entry_id: str,
-        job: dict[str, Any],
+        entry: BatchEntry,
         defer: float | None,
         spend: bool = True,
     ) -> None:
         delay = (
-            defer if defer is not None else backoff(job["attempt"], self.settings.retry_base_delay)
+            defer if defer is not None else backoff(entry.attempt, self.settings.retry_base_delay)
         )
-        job = {**job, "attempt": job["attempt"] + (1 if spend else 0)}
-        member = json.dumps({"stream": stream, "data": json.dumps(job)})
-        await self._defer(
-            keys=[self.keys.retries, stream], args=[member, time.time() + delay, GROUP, entry_id]
+        entry = replace(entry, attempt=entry.attempt + (1 if spend else 0))
+        await self.scripts.run(
+            "retry",
+            retries_key=self.keys.retries,
+            stream_key=stream,
+            member=entry.retry_member(stream),
+            due=time.time() + delay,
+            group=GROUP,
+            entry_id=entry_id,
         )
         event(
             log,
             "batch.retry",
-            channel=job["channel"],
-            notice=job["notice"],
-            batch=job["n"],
-            attempt=job["attempt"],
+            channel=entry.channel,
+            notice=entry.notice,
+            batch=entry.n,
+            attempt=entry.attempt,
             delay=round(delay, 2),
         )

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 import redis
+from redis.exceptions import RedisError
 
 from notifier.config import Settings, load_settings
 from notifier.runtime import Runtime
@@ -180,7 +181,6 @@ def line_settings(tmp_path: Path, prefix: str, fake_url: str, **overrides: Any) 
         "line_channel_secret": LINE_SECRET,
         "line_api_url": fake_url,
         "line_timeout": 0.5,
-        "line_rate_limit": 1000.0,
         "line_pause_seconds": 0.5,
     }
     values.update(overrides)
@@ -202,14 +202,21 @@ def x_settings(tmp_path: Path, prefix: str, fake_url: str, **overrides: Any) -> 
     return make_settings(tmp_path, prefix, **values)
 
 
-async def finished(runtime: Runtime, notice_id: str, timeout: float = 20) -> dict[str, Any]:
-    """The notice once every batch has an outcome."""
+async def finished(
+    runtime: Runtime, notice_id: str, timeout: float = 20, interval: float = 0.01
+) -> dict[str, Any]:
+    """The notice the first time it reads done or failed (every batch has an outcome). A
+    Redis error (Redis restarting, Sentinel still settling on a new master) counts as not
+    yet."""
 
     async def check() -> dict[str, Any] | None:
-        found = await runtime.notices.get(notice_id)
+        try:
+            found = await runtime.notices.get(notice_id)
+        except RedisError:
+            return None
         return found if found and found["status"] in ("done", "failed") else None
 
-    result: dict[str, Any] = await wait_for(check, timeout=timeout)
+    result: dict[str, Any] = await wait_for(check, timeout=timeout, interval=interval)
     return result
 
 

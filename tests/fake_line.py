@@ -5,7 +5,9 @@ It speaks LINE's wire protocol as LINE documents it
 bodies checked against LINE's own OpenAPI document (tests/specs/line/) plus the limits
 the schema does not carry, ``X-Line-Retry-Key`` idempotency with 409 and
 ``x-line-accepted-request-id``, ``x-line-request-id`` on every response, LINE's error
-bodies, rate limiting, the monthly limit, and reply tokens that work once.
+bodies, LINE's rate limits per endpoint (``LINE_LIMITS``: LINE's published table, held over
+trailing windows, by default: a fake kinder than LINE would hide a service that sends too
+fast), the monthly limit, and reply tokens that work once.
 
 Faults queued with :meth:`FakeLine.fail` apply to the next multicast requests, one each,
 in order. The long sleeps of the ``"timeout"`` and ``"hang"`` faults end as soon as
@@ -21,7 +23,7 @@ import re
 import secrets
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -35,6 +37,17 @@ __all__ = ["FAULT_SLEEP", "FakeLine", "json_size", "utf16_len"]
 FAULT_SLEEP: Final = 30.0  # how long "timeout" and "hang" keep the client waiting
 REPLY_TOKEN_TTL: Final = 60.0
 RETRY_KEY_TTL: Final = 24 * 60 * 60.0
+
+# LINE's "Rate limits" (Messaging API reference, per channel, as published in 2026-11):
+# path → (requests, window in seconds). What the table leaves out is an "other endpoint".
+LINE_LIMITS: Final = {
+    "/v2/bot/message/multicast": (200, 1.0),
+    "/v2/bot/message/push": (2_000, 1.0),
+    "/v2/bot/message/reply": (2_000, 1.0),
+    "/v2/bot/message/broadcast": (60, 3_600.0),
+    "/v2/bot/message/narrowcast": (60, 3_600.0),
+}
+OTHER_LIMIT: Final = (2_000, 1.0)
 
 MAX_RECIPIENTS: Final = 500
 MAX_MESSAGES: Final = 5
@@ -316,8 +329,10 @@ class FakeLine(FakeServer):
     ``responses``: ``(path, status)`` of every response, in order.
     ``monthly_limit``: while True, every multicast and push gets LINE's monthly-limit 429
     (replies are free on LINE and stay open).
-    ``rate``: a token bucket of that many multicast requests a second (a second's worth
-    may burst); beyond it, 429 "Too many requests".
+    ``limits``: each endpoint's (requests, seconds), LINE's table by default; a request
+    that would make more than that many in the trailing window gets 429 "Too many
+    requests" and is counted in ``refused`` (path → count). ``rate`` sets the multicast
+    limit alone, in requests a second.
     ``response_delay``: seconds every accepted multicast or push waits before answering.
     """
 
@@ -327,6 +342,7 @@ class FakeLine(FakeServer):
         rate: float | None = None,
         response_delay: float = 0.0,
         schema_sample: int = 1,
+        limits: dict[str, tuple[int, float]] | None = None,
     ) -> None:
         """``schema_sample``: check every request's body against LINE's OpenAPI document
         (1, for tests), or only every n-th one (for benchmarks, where the check would cost
@@ -335,7 +351,11 @@ class FakeLine(FakeServer):
         self.token = token
         self.schema_sample = max(1, schema_sample)
         self._checked = 0
-        self.rate = rate
+        self.limits = dict(LINE_LIMITS if limits is None else limits)
+        if rate is not None:
+            self.limits["/v2/bot/message/multicast"] = (max(1, int(rate)), 1.0)
+        self.refused: Counter[str] = Counter()
+        self._admitted: dict[str, deque[float]] = {}  # path → when each request came
         self.response_delay = response_delay
         self.monthly_limit = False
         self._delivered: dict[str, list[dict[str, Any]]] = {}
@@ -347,8 +367,6 @@ class FakeLine(FakeServer):
         self._faults: deque[Fault] = deque()
         self._retry_keys: dict[str, tuple[str, float]] = {}  # key -> (request id, accepted at)
         self._reply_tokens: dict[str, float] = {}  # unused token -> issued at
-        self._tokens = 0.0
-        self._refilled = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -361,7 +379,6 @@ class FakeLine(FakeServer):
         app.router.add_post("/v2/bot/message/reply", self._on_reply)
         app.router.add_route("*", "/{tail:.*}", self._on_unknown)
         spec_errors({}, "MulticastRequest")  # load LINE's document now, not in the first request
-        self._tokens, self._refilled = self.rate or 0.0, time.monotonic()
 
     # -- test controls -----------------------------------------------------------------
 
@@ -409,7 +426,11 @@ class FakeLine(FakeServer):
     async def _envelope(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id = str(uuid.uuid4())
         request[REQUEST_ID] = request_id
-        response = await handler(request)
+        if self._within_limit(request.path):
+            response = await handler(request)
+        else:
+            self.refused[request.path] += 1
+            response = _error(429, TOO_MANY_REQUESTS)
         response.headers["x-line-request-id"] = request_id
         self.responses.append((request.path, response.status))
         return response
@@ -417,17 +438,18 @@ class FakeLine(FakeServer):
     def _authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == f"Bearer {self.token}"
 
-    def _take_rate_token(self) -> bool:
-        if self.rate is None:
-            return True
+    def _within_limit(self, path: str) -> bool:
+        """Whether a request to ``path`` now keeps its endpoint within LINE's limit over
+        the trailing window; if so it counts towards it."""
+        count, window = self.limits.get(path, OTHER_LIMIT)
         now = time.monotonic()
-        capacity = max(self.rate, 1.0)
-        self._tokens = min(capacity, self._tokens + (now - self._refilled) * self.rate)
-        self._refilled = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
+        admitted = self._admitted.setdefault(path, deque())
+        while admitted and admitted[0] <= now - window:
+            admitted.popleft()
+        if len(admitted) >= count:
+            return False
+        admitted.append(now)
+        return True
 
     def _accepted_request(self, key: str) -> str | None:
         accepted = self._retry_keys.get(key)
@@ -478,8 +500,6 @@ class FakeLine(FakeServer):
         """Multicast or push: the response, and whether the request was accepted."""
         if not self._authorized(request):
             return _error(401, AUTH_FAILED), False
-        if multicast and not self._take_rate_token():
-            return _error(429, TOO_MANY_REQUESTS), False
         if self.monthly_limit:
             return _error(429, MONTHLY_LIMIT), False
         body, failed = await self._json_body(request)

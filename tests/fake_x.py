@@ -3,9 +3,15 @@
 It speaks X's wire protocol as X documents it (https://docs.x.com/x-api): OAuth 1.0a
 user-context requests, their HMAC-SHA1 signatures checked with oauthlib over the URL the
 client signed (``https://api.twitter.com`` + path + query: ``channels.x_session`` moves
-only the destination), nonces that work once, X's problem bodies, ``x-rate-limit-*``
-headers on every response and 15-minute rate-limit windows, post texts weighed by
-twitter-text, duplicate-content refusals, replies, and the account's timeline.
+only the destination), nonces that work once, X's problem bodies, rate limits as X
+publishes them (https://docs.x.com/x-api/fundamentals/rate-limits: per endpoint in any 15
+minutes, ``x-rate-limit-*`` headers on every response; ``POST /2/tweets`` also in any 24
+hours, ``x-user-limit-24hour-*`` and ``x-app-limit-24hour-*`` headers on its answers;
+429 beyond either), post texts weighed by twitter-text, duplicate-content refusals,
+replies, and the account's timeline.
+
+The windows roll (trailing): a request counts until it is a window's length old, and
+``…-reset`` is when the oldest request counted leaves the window (room for one more).
 
 Endpoints: ``POST /2/tweets``, ``GET /2/users/me``, ``GET /2/users/{id}/tweets``; anything
 else is 404.
@@ -26,7 +32,6 @@ import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Final
@@ -40,6 +45,8 @@ from twitter_text import parse_tweet
 from tests.fake_server import FakeServer
 
 __all__ = [
+    "DAILY_LIMITS",
+    "DAY",
     "DUPLICATE_CONTENT",
     "FAULT_SLEEP",
     "GET_ME",
@@ -58,14 +65,20 @@ FAULT_SLEEP: Final = 30.0  # how long "timeout" and "hang" keep the client waiti
 NONCE_TTL: Final = 300.0  # a nonce may not come back within five minutes
 TIMESTAMP_SKEW: Final = 300  # oauth_timestamp must be this close to the server's clock
 WINDOW: Final = 15 * 60  # X's rate-limit window, seconds
+DAY: Final = 24 * 3600  # X's 24-hour window for posts
 TWITTER_EPOCH_MS: Final = 1288834974657  # snowflake ids count milliseconds from here
 
-# Requests a window allows, per endpoint (user context; X's published limits).
+# Requests a 15-minute window allows, per endpoint (user context; X's published limits).
 POST_TWEETS: Final = "POST /2/tweets"
 GET_ME: Final = "GET /2/users/me"
 GET_USER_TWEETS: Final = "GET /2/users/:id/tweets"
 OTHER: Final = "*"
-RATE_LIMITS: Final = {POST_TWEETS: 200, GET_ME: 75, GET_USER_TWEETS: 900, OTHER: 300}
+RATE_LIMITS: Final = {POST_TWEETS: 100, GET_ME: 75, GET_USER_TWEETS: 900, OTHER: 300}
+# Posts (POST /2/tweets requests) 24 hours allow: X publishes 10,000 per app; the app has
+# this one user, so the user's own 24 hours hold as many (older tiers had less for both:
+# the free tier 17 and 17, Basic 100 per user and 1,667 per app)
+DAILY_LIMITS: Final = {"user": 10_000, "app": 10_000}
+DAILY_HEADERS: Final = {"user": "x-user-limit-24hour", "app": "x-app-limit-24hour"}
 
 INVALID_REQUEST: Final = "https://api.twitter.com/2/problems/invalid-request"
 NOT_FOUND_TYPE: Final = "https://api.twitter.com/2/problems/resource-not-found"
@@ -293,15 +306,6 @@ def _text_problem(text: str) -> str | None:
     return "$.text: contains characters that are not allowed"
 
 
-@dataclass
-class _Window:
-    """One endpoint's rate-limit window."""
-
-    reset: int  # epoch seconds when the window ends
-    used: int = 0
-    blocked_until: int = 0  # a 429 fault empties the window until then
-
-
 class FakeX(FakeServer):
     """An X API v2 on 127.0.0.1 (random port) for one account, recording what it accepted.
 
@@ -309,7 +313,10 @@ class FakeX(FakeServer):
     "at"}`` (``at`` is ``time.monotonic()`` when X accepted it).
     ``responses``: ``(method, path, status)`` of every response, in order.
     ``limits``: requests allowed per 15-minute window, by endpoint key (``POST_TWEETS``,
-    ``GET_ME``, ``GET_USER_TWEETS``); beyond it X answers 429 until the window resets.
+    ``GET_ME``, ``GET_USER_TWEETS``); beyond it X answers 429 until the oldest one counted
+    has left the window. ``daily_limits``: posts allowed in 24 hours, ``"user"`` and
+    ``"app"``. ``window`` and ``day``: the two windows' lengths in seconds (tests make
+    them short to see them roll).
     """
 
     def __init__(
@@ -332,6 +339,9 @@ class FakeX(FakeServer):
         self.posts: list[dict[str, Any]] = []
         self.responses: list[tuple[str, str, int]] = []
         self.limits: dict[str, int] = dict(RATE_LIMITS)
+        self.daily_limits: dict[str, int] = dict(DAILY_LIMITS)
+        self.window: float = WINDOW
+        self.day: float = DAY
         self._signer = oauth1.Client(
             consumer_key,
             client_secret=consumer_secret,
@@ -343,7 +353,9 @@ class FakeX(FakeServer):
         self._last_id = 0
         self._faults: deque[Fault] = deque()
         self._nonces: dict[str, float] = {}  # nonce -> monotonic time it was used
-        self._windows: dict[str, _Window] = {}
+        self._counted: dict[str, deque[float]] = {}  # bucket -> wall clock of each request
+        self._posted: deque[float] = deque()  # POST /2/tweets requests, for the 24 hours
+        self._blocked_until: dict[str, int] = {}  # a 429 fault empties a window until then
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -362,8 +374,9 @@ class FakeX(FakeServer):
         """Queue faults, one per coming ``POST /2/tweets``, in order, checked first.
 
         500/502/503/504: that status and X's problem body, nothing accepted.
-        429: "Too Many Requests", nothing accepted, and the window is empty until
-        ``x-rate-limit-reset`` (one to two seconds ahead): posts before then get 429 too.
+        429: "Too Many Requests", nothing accepted, and the 15-minute window is empty
+        until ``x-rate-limit-reset`` (one to two seconds ahead): posts before then get 429
+        too.
         401/403: that status and its problem body, nothing accepted.
         ``"timeout"``: handle the request as usual (a valid post is created), then keep
         the answer back for 30 s, so the client times out though X got it.
@@ -398,35 +411,48 @@ class FakeX(FakeServer):
         self.responses.append((request.method, request.path, response.status))
         return response
 
-    def _window(self, bucket: str) -> _Window:
-        now = time.time()
-        window = self._windows.get(bucket)
-        if window is None or now >= window.reset:
-            blocked = window.blocked_until if window is not None else 0
-            window = _Window(reset=math.ceil(now) + WINDOW, blocked_until=blocked)
-            self._windows[bucket] = window
-        return window
+    def _recent(self, bucket: str) -> deque[float]:
+        """The bucket's requests still in the 15-minute window, oldest first."""
+        counted = self._counted.setdefault(bucket, deque())
+        _drop_before(counted, time.time() - self.window)
+        return counted
 
     def _limit_headers(self, bucket: str) -> dict[str, str]:
-        window = self._window(bucket)
+        now = time.time()
+        counted = self._recent(bucket)
         limit = self.limits.get(bucket, RATE_LIMITS[OTHER])
-        if window.blocked_until > time.time():
-            remaining, reset = 0, window.blocked_until
+        blocked = self._blocked_until.get(bucket, 0)
+        if blocked > now:
+            remaining, reset = 0, blocked
         else:
-            remaining, reset = max(0, limit - window.used), window.reset
-        return {
+            remaining, reset = max(0, limit - len(counted)), _reset(counted, self.window, now)
+        headers = {
             "x-rate-limit-limit": str(limit),
             "x-rate-limit-remaining": str(remaining),
             "x-rate-limit-reset": str(reset),
         }
+        if bucket == POST_TWEETS:
+            _drop_before(self._posted, now - self.day)
+            for scope, prefix in DAILY_HEADERS.items():
+                daily = self.daily_limits[scope]
+                headers[f"{prefix}-limit"] = str(daily)
+                headers[f"{prefix}-remaining"] = str(max(0, daily - len(self._posted)))
+                headers[f"{prefix}-reset"] = str(_reset(self._posted, self.day, now))
+        return headers
 
     def _take(self, bucket: str) -> bool:
-        """Count a request against its window; False when the window is spent."""
-        window = self._window(bucket)
+        """Count a request against its windows; False when one is spent."""
+        now = time.time()
+        counted = self._recent(bucket)
         limit = self.limits.get(bucket, RATE_LIMITS[OTHER])
-        if window.blocked_until > time.time() or window.used >= limit:
+        if self._blocked_until.get(bucket, 0) > now or len(counted) >= limit:
             return False
-        window.used += 1
+        if bucket == POST_TWEETS:
+            _drop_before(self._posted, now - self.day)
+            if len(self._posted) >= min(self.daily_limits.values()):
+                return False
+            self._posted.append(now)
+        counted.append(now)
         return True
 
     async def _authenticated(self, request: web.Request) -> bool:
@@ -498,7 +524,7 @@ class FakeX(FakeServer):
             return _problem(503)
         if isinstance(fault, int):
             if fault == 429:
-                self._window(POST_TWEETS).blocked_until = math.ceil(time.time() + 1)
+                self._blocked_until[POST_TWEETS] = math.ceil(time.time() + 1)
             return _problem(fault, FORBIDDEN if fault == 403 else None)
         response = await self._create(request)
         if fault == "timeout":
@@ -719,6 +745,16 @@ def _bucket(method: str, path: str) -> str:
     if method == "GET" and USER_TWEETS.fullmatch(path):
         return GET_USER_TWEETS
     return OTHER
+
+
+def _drop_before(times: deque[float], start: float) -> None:
+    while times and times[0] <= start:
+        times.popleft()
+
+
+def _reset(times: deque[float], length: float, now: float) -> int:
+    """When the oldest request counted leaves its window (epoch seconds, rounded up)."""
+    return math.ceil((times[0] if times else now) + length)
 
 
 def _same(a: str, b: str) -> bool:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import redis
 
+AOF_DIR = "appendonlydir"  # redis-server's appenddirname: its append-only files
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -41,8 +43,9 @@ class RedisProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        """Start it and wait until it answers; it must be this process that answers (a port
-        another process took meanwhile would send the test's writes elsewhere)."""
+        """Start it and wait until it answers, its data loaded; it must be this process that
+        answers (a port another process took meanwhile would send the test's writes
+        elsewhere)."""
         self.process = subprocess.Popen(
             [
                 self.binary,
@@ -73,15 +76,29 @@ class RedisProcess:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"redis-server exited at start (port {self.port} taken?)")
                 try:
-                    if int(client.info("server")["process_id"]) == self.process.pid:
-                        return
-                    raise RuntimeError(f"another process answers on port {self.port}")
+                    if int(client.info("server")["process_id"]) != self.process.pid:
+                        raise RuntimeError(f"another process answers on port {self.port}")
+                    if not int(client.info("persistence")["loading"]):  # INFO answers while
+                        return  # the append-only file is read; other commands do not
                 except redis.BusyLoadingError:
                     pass
                 except (redis.ConnectionError, OSError):
                     if time.monotonic() > deadline:
                         raise
                 time.sleep(0.02)
+        finally:
+            client.close()
+
+    def wait_loaded(self, timeout: float = 10) -> None:
+        """Until its data set is loaded (INFO answers while the append-only files are still
+        being read; other commands answer LOADING)."""
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        try:
+            deadline = time.monotonic() + timeout
+            while int(client.info("persistence")["loading"]):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"redis-server on {self.port} still loading")
+                time.sleep(0.01)
         finally:
             client.close()
 
@@ -105,6 +122,31 @@ class RedisProcess:
         if self.process is not None:
             self.process.send_signal(signal.SIGKILL)
         self._reap()
+
+    def keep(self) -> None:
+        """Take the append-only files as they are now as what the last fsync made durable:
+        :meth:`crash` loses every write after this moment. Every write answered so far is
+        in them first (with everysec, Redis may hold writes back while an fsync runs)."""
+        client = redis.Redis(port=self.port)
+        try:
+            deadline = time.monotonic() + 5
+            while int(client.info("persistence")["aof_buffer_length"]):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis-server kept writes back from its files for 5 s")
+                time.sleep(0.005)
+        finally:
+            client.close()
+        kept = self.folder / "kept"
+        shutil.rmtree(kept, ignore_errors=True)
+        shutil.copytree(self.folder / AOF_DIR, kept)
+
+    def crash(self) -> None:
+        """SIGKILL, and the writes since :meth:`keep` lost with it, as when the machine goes
+        down between two fsyncs (``fsync`` everysec: up to a second's writes). A SIGKILL
+        alone loses next to nothing: what Redis wrote is in the kernel's page cache."""
+        self.kill()
+        shutil.rmtree(self.folder / AOF_DIR)
+        (self.folder / "kept").rename(self.folder / AOF_DIR)
 
     def restart(self) -> None:
         self.shutdown()

@@ -29,6 +29,7 @@ from tests.fake_x import (
     DUPLICATE_CONTENT,
     GET_ME,
     INVALID_REQUEST_DETAIL,
+    POST_TWEETS,
     REPLY_NOT_VISIBLE,
     X_ORIGIN,
     FakeX,
@@ -455,3 +456,78 @@ async def test_post_texts_stay_out_of_logs(
             pass
     loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
     assert not [m for m in loud if "個人情報" in m]
+
+
+DAILY_HEADERS = tuple(
+    f"x-{scope}-limit-24hour-{part}"
+    for scope in ("user", "app")
+    for part in ("limit", "remaining", "reset")
+)
+
+
+async def test_posts_are_held_to_xs_published_limits(fake: FakeX) -> None:
+    """100 per user in 15 minutes, 10,000 per app in 24 hours, said on every post."""
+    async with x_client(fake, return_type=aiohttp.ClientResponse) as client:
+        first = await client.create_tweet(text="お知らせ 0", user_auth=True)
+        headers = first.headers
+        assert headers["x-rate-limit-limit"] == "100"
+        assert headers["x-rate-limit-remaining"] == "99"
+        assert all(name in headers for name in DAILY_HEADERS)
+        assert headers["x-app-limit-24hour-limit"] == "10000"
+        assert headers["x-app-limit-24hour-remaining"] == "9999"
+        assert headers["x-user-limit-24hour-remaining"] == "9999"
+        day = int(headers["x-app-limit-24hour-reset"])
+        assert time.time() + 86300 < day <= time.time() + 86401
+        for n in range(1, 100):
+            await client.create_tweet(text=f"お知らせ {n}", user_auth=True)
+        with pytest.raises(TooManyRequests) as caught:
+            await client.create_tweet(text="お知らせ 100", user_auth=True)
+        refused = caught.value.response.headers
+        assert refused["x-rate-limit-remaining"] == "0"
+        assert refused["x-app-limit-24hour-remaining"] == "9900"
+        me = await client.get_me(user_auth=True)  # another endpoint, its own window
+        assert me.headers["x-rate-limit-remaining"] == "74"
+        assert not any(name in me.headers for name in DAILY_HEADERS)
+    assert len(fake.posts) == 100
+
+
+async def test_the_15_minute_window_rolls(fake: FakeX) -> None:
+    """Room comes back as each post grows a window old, not all at once: a fixed window
+    would take two more at its end."""
+    fake.limits[POST_TWEETS], fake.window = 2, 3.0
+    async with x_client(fake) as client:
+        await post(client, "一件目")
+        await asyncio.sleep(1.5)
+        await post(client, "二件目")
+        with pytest.raises(TooManyRequests) as caught:
+            await post(client, "三件目")
+        reset = caught.value.reset_time
+        first_at = fake.posts[0]["at"] - time.monotonic() + time.time()
+        assert first_at + 3 <= reset <= first_at + 4  # when the first leaves the window
+        await asyncio.sleep(max(0.0, reset - time.time()) + 0.05)
+        await post(client, "三件目")  # the first has left
+        with pytest.raises(TooManyRequests) as caught:
+            await post(client, "四件目")  # the second has not
+        assert caught.value.reset_time > reset
+    assert [p["text"] for p in fake.posts] == ["一件目", "二件目", "三件目"]
+
+
+@pytest.mark.parametrize(("user", "app", "spent"), [(5, 2, "app"), (1, 5, "user")])
+async def test_posts_are_held_to_the_24_hours(fake: FakeX, user: int, app: int, spent: str) -> None:
+    fake.daily_limits.update(user=user, app=app)
+    fake.day = 3.0
+    async with x_client(fake, return_type=aiohttp.ClientResponse) as client:
+        for n in range(min(user, app)):
+            answer = await client.create_tweet(text=f"お知らせ {n}", user_auth=True)
+        assert answer.headers[f"x-{spent}-limit-24hour-remaining"] == "0"
+        with pytest.raises(TooManyRequests) as caught:
+            await client.create_tweet(text="もう一件", user_auth=True)
+        refused = caught.value.response.headers
+        assert refused[f"x-{spent}-limit-24hour-remaining"] == "0"
+        assert int(refused["x-rate-limit-remaining"]) > 0  # the 15 minutes are not spent
+        reset = int(refused[f"x-{spent}-limit-24hour-reset"])
+        assert time.time() < reset <= time.time() + 4
+        await asyncio.sleep(max(0.0, reset - time.time()) + 0.05)
+        again = await client.create_tweet(text="もう一件", user_auth=True)  # it rolled
+        assert again.status == 201
+    assert len(fake.posts) == min(user, app) + 1

@@ -3,6 +3,7 @@ and the audit log."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -10,10 +11,10 @@ from aiohttp import web
 
 from notifier import cap
 from notifier.alerts import AlertRefused, Issued, validate
-from notifier.intake import Invalid
+from notifier.intake import Invalid, body_digest
 from notifier.logs import event
 from notifier.tokens import Token
-from notifier.web.api import read_json
+from notifier.web.api import idempotency_conflict, idempotency_key, not_replicated, read_json
 from notifier.web.app import RUNTIME, ApiError, audit, json_response, log, require
 
 CAP_TYPES = ("application/cap+xml", "application/xml", "text/xml")
@@ -34,8 +35,12 @@ async def post_alert(request: web.Request) -> web.Response:
         if request.content_type in CAP_TYPES:
             issued = await _from_cap(request, token)
         else:
-            alert = validate(await read_json(request), runtime.settings, drill=_drill(request))
-            issued = await desk.issue(alert, token.name)
+            data = await read_json(request)
+            drill = _drill(request)
+            key = idempotency_key(request, token)
+            alert = validate(data, runtime.settings, drill=drill)
+            once = (key, body_digest({"alert": data, "drill": drill})) if key else None
+            issued = await desk.issue(alert, token.name, idempotency=once)
     except Invalid as e:
         await audit(request, token, "alert.issue", "-", "invalid")
         raise ApiError(400, "invalid", "the alert has errors", e.fields) from None
@@ -49,6 +54,8 @@ async def _from_cap(request: web.Request, token: Token) -> Issued:
     runtime = request.app[RUNTIME]
     settings, desk = runtime.settings, runtime.alerts
     raw = await request.read()
+    key = idempotency_key(request, token)
+    once = (key, hashlib.sha256(raw).hexdigest()) if key else None
     try:
         message = cap.parse(raw, settings.ward, settings.cap_max_bytes)
     except cap.CapError as e:
@@ -58,7 +65,7 @@ async def _from_cap(request: web.Request, token: Token) -> Issued:
     if message.msg_type == "Cancel":
         target = await desk.find_cap(message)
         words = {k: message.alert[k] for k in ("body",) if k in message.alert}
-        return await desk.cancel(target, token.name, words)
+        return await desk.cancel(target, token.name, words, idempotency=once)
     data = {k: v for k, v in message.alert.items() if k != "drill"}
     if message.msg_type == "Update":
         data["supersedes"] = await desk.find_cap(message)
@@ -66,13 +73,19 @@ async def _from_cap(request: web.Request, token: Token) -> Issued:
         alert = validate(data, settings, drill=drill)
     except Invalid as e:  # the CAP text breaks one of our limits: name the CAP element
         raise Invalid({f"alert/info/{k}": v for k, v in e.fields.items()}) from None
-    return await desk.issue(alert, token.name, cap=message)
+    return await desk.issue(alert, token.name, cap=message, idempotency=once)
 
 
 async def _answer(request: web.Request, token: Token, action: str, issued: Issued) -> web.Response:
+    """202 once a replica holds the alert (under Sentinel); the same Idempotency-Key with
+    another body is a 422; a repeat answers as the first time and is not audited again."""
+    if issued.conflict:
+        raise idempotency_conflict()
     if not issued.replay:
         await audit(request, token, action, issued.id, issued.status)
         event(log, action, alert=issued.id, by=token.name, status=issued.status)
+    if not issued.replicated:
+        raise not_replicated("alert", issued.id)
     return json_response({"id": issued.id, "status": issued.status}, status=202)
 
 
@@ -89,18 +102,27 @@ async def cancel_alert(request: web.Request) -> web.Response:
             fields = dict.fromkeys(sorted(unknown), "not a field of an all-clear")
             raise ApiError(400, "invalid", "the all-clear has errors", fields)
         data = body
+    key = idempotency_key(request, token)
+    once = (key, body_digest({"cancels": alert_id, "all_clear": data})) if key else None
     try:
-        issued = await request.app[RUNTIME].alerts.cancel(alert_id, token.name, data)
+        issued = await request.app[RUNTIME].alerts.cancel(
+            alert_id, token.name, data, idempotency=once
+        )
     except Invalid as e:
         raise ApiError(400, "invalid", "the all-clear has errors", e.fields) from None
     except AlertRefused as e:
         await audit(request, token, "alert.cancel", alert_id, e.code)
         raise ApiError(e.status, e.code, e.message) from None
+    if issued.conflict:
+        raise idempotency_conflict()
     if issued.id == alert_id:  # withdrawn before approval: nothing went out
         await audit(request, token, "alert.withdraw", alert_id, "cancelled")
         return json_response({"id": alert_id, "status": "cancelled"})
-    await audit(request, token, "alert.cancel", alert_id, issued.status, all_clear=issued.id)
-    event(log, "alert.cancel", alert=alert_id, all_clear=issued.id, by=token.name)
+    if not issued.replay:
+        await audit(request, token, "alert.cancel", alert_id, issued.status, all_clear=issued.id)
+        event(log, "alert.cancel", alert=alert_id, all_clear=issued.id, by=token.name)
+    if not issued.replicated:
+        raise not_replicated("all-clear", issued.id)
     return json_response({"id": issued.id, "status": issued.status, "cancels": alert_id}, 202)
 
 

@@ -17,6 +17,7 @@ from notifier.logs import event, mask
 from notifier.models import field_errors
 from notifier.store import STATUSES
 from notifier.streams import Entry
+from notifier.tokens import Token
 from notifier.web.app import (
     RUNTIME,
     ApiError,
@@ -40,40 +41,56 @@ async def read_json(request: web.Request) -> Any:
         raise ApiError(400, "bad_json", f"the body {e}") from None
 
 
+def idempotency_key(request: web.Request, token: Token) -> str | None:
+    """The digest of the request's ``Idempotency-Key``, scoped to the token's account, or
+    None without one; 400 for a key that is not 1–255 printable ASCII. Pair it with the
+    body's digest once the body is valid (``intake.body_digest``)."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and visible_ascii(key)):
+        raise ApiError(
+            400, "bad_idempotency_key", "Idempotency-Key must be 1–255 printable ASCII characters"
+        )
+    return hashlib.sha256(f"{token.name}\0{key}".encode()).hexdigest()
+
+
+def idempotency_conflict() -> ApiError:
+    return ApiError(
+        422, "idempotency_conflict", "this Idempotency-Key was used with a different body"
+    )
+
+
+def not_replicated(what: str, notice_id: str) -> ApiError:
+    """Stored, but a failover now could lose it: the caller is told to send it again."""
+    event(log, "notice.not_replicated", logging.WARNING, notice=notice_id)
+    return ApiError(
+        503,
+        "not_replicated",
+        f"no replica confirmed the {what} in time; send it again with the same"
+        " Idempotency-Key (it will not be sent twice)",
+        headers={"Retry-After": "1"},
+    )
+
+
 async def post_announcement(request: web.Request) -> web.Response:
     token = await require(request, "staff", "announcement.create")
     runtime = request.app[RUNTIME]
     data = await read_json(request)
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and visible_ascii(key)):
-        raise ApiError(
-            400, "bad_idempotency_key", "Idempotency-Key must be 1–255 printable ASCII characters"
-        )
+    key = idempotency_key(request, token)
     try:
         notice = intake.validate(data, runtime.settings)
     except intake.Invalid as e:
         raise ApiError(400, "invalid", "the announcement has errors", e.fields) from None
-    idempotency = None
-    if key is not None:
-        scope = hashlib.sha256(f"{token.name}\0{key}".encode()).hexdigest()
-        idempotency = (scope, intake.body_digest(data))
-    accepted = await intake.enqueue(runtime.notices, notice, idempotency)
+    once = (key, intake.body_digest(data)) if key else None
+    accepted = await intake.enqueue(runtime.notices, notice, once)
     if accepted.conflict:
-        raise ApiError(
-            422, "idempotency_conflict", "this Idempotency-Key was used with a different body"
-        )
+        raise idempotency_conflict()
     if accepted.replay is None:
         await audit(request, token, "announcement.create", accepted.id, accepted.status)
         event(log, "notice.accepted", notice=accepted.id, by=token.name, status=accepted.status)
-    if not accepted.replicated:  # stored, but a failover now could lose it: say so
-        event(log, "notice.not_replicated", logging.WARNING, notice=accepted.id)
-        raise ApiError(
-            503,
-            "not_replicated",
-            "no replica confirmed the announcement in time; send it again with the same"
-            " Idempotency-Key (it will not be sent twice)",
-            headers={"Retry-After": "1"},
-        )
+    if not accepted.replicated:
+        raise not_replicated("announcement", accepted.id)
     return json_response({"id": accepted.id, "status": accepted.status}, status=202)
 
 

@@ -24,7 +24,7 @@ from linebot.v3.webhooks import (
     UnfollowEvent,
 )
 
-from channels.line import messaging_api
+from channels.line import answered, limiter, messaging_api
 from notifier import json_input, line_chat
 from notifier.line_chat import Choices
 from notifier.logs import event as log_event
@@ -49,6 +49,8 @@ class LineWebhook:
         self.validator = SignatureValidator(secret.get_secret_value())
         self.client, self.api = messaging_api(settings)
         self.timeout = aiohttp.ClientTimeout(total=settings.line_timeout)
+        self.limiter = limiter(runtime.redis, runtime.keys, settings, "reply")
+        runtime.metrics.line_rate_limit.labels("reply").set(settings.line_reply_rate_limit)
 
     async def handle(self, event: Any) -> None:
         rt = self.runtime
@@ -111,16 +113,23 @@ class LineWebhook:
         if time.time() * 1000 - event.timestamp > REPLY_WINDOW_MS:
             return
         request = ReplyMessageRequest.from_dict({"replyToken": token, "messages": messages[:5]})
+        metrics = self.runtime.metrics
+        await self.limiter.acquire()
         try:
-            await self.api.reply_message(request, _request_timeout=self.timeout)
-        except (ApiException, TimeoutError, aiohttp.ClientError) as e:
-            log_event(
-                log,
-                "line.reply_failed",
-                logging.WARNING,
-                error=type(e).__name__,
-                status=getattr(e, "status", None),
+            response = await self.api.reply_message_with_http_info(
+                request, _request_timeout=self.timeout
             )
+            answered(metrics, "reply", response.status_code, dict(response.headers or {}))
+        except ApiException as e:
+            headers = {k.lower(): v for k, v in (e.headers or {}).items()}
+            body = e.body.decode(errors="replace") if isinstance(e.body, bytes) else str(e.body)
+            answered(metrics, "reply", int(e.status or 0), headers, body)
+            log_event(
+                log, "line.reply_failed", logging.WARNING, error="ApiException", status=e.status
+            )
+        except (TimeoutError, aiohttp.ClientError) as e:
+            metrics.line_requests.labels("reply", "0").inc()
+            log_event(log, "line.reply_failed", logging.WARNING, error=type(e).__name__)
 
     async def close(self) -> None:
         await self.client.close()

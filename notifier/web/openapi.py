@@ -289,15 +289,17 @@ def _paths(settings: Settings) -> dict[str, Schema]:
                 "Issue an alert, as JSON or as a CAP 1.2 document",
                 {202: _ok("Queued, or pending approval.", _schema("Accepted"))},
                 role="emergency",
-                errors=(400, 401, 403, 404, 409, 413),
+                errors=(400, 401, 403, 404, 409, 413, 422),
                 description="A CAP document (`application/cap+xml`; `application/xml` and "
                 f"`text/xml` are read the same way) of at most {settings.cap_max_bytes} bytes"
                 " with no DTD: a bad one → 400 `invalid_cap` naming the element. The same CAP"
                 " message again answers with the alert it became. 404: `supersedes` or the"
                 " CAP `references` are unknown; 409: the alert it follows is no longer"
-                " active.",
+                " active. With an `Idempotency-Key`, a retry answers as the first request"
+                " did and issues nothing more.",
                 parameters=[
-                    _query("drill", {"type": "boolean", "default": False}, "A drill (訓練).")
+                    _query("drill", {"type": "boolean", "default": False}, "A drill (訓練)."),
+                    _ref("parameters", "Idempotency-Key"),
                 ],
                 requestBody={
                     "required": True,
@@ -343,8 +345,10 @@ def _paths(settings: Settings) -> dict[str, Schema]:
                     ),
                 },
                 role="emergency",
-                errors=(400, 401, 403, 404, 409, 413),
-                description="409: already superseded, cancelled, or an all-clear itself.",
+                errors=(400, 401, 403, 404, 409, 413, 422),
+                description="409: already superseded, cancelled, or an all-clear itself. With"
+                " an `Idempotency-Key`, a retry answers with the one all-clear.",
+                parameters=[_ref("parameters", "Idempotency-Key")],
                 requestBody=_body(_schema("AllClearWords"), required=False),
             ),
         },

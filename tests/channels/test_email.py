@@ -1,20 +1,26 @@
 """Email messages: headers, encodings and parts, checked by parsing them back; a batch
-sent again mails no one twice."""
+sent again mails no one twice, and the record of who was mailed survives Redis going away."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from channels.base import Batch, Context, Recipient, RetryableError
-from channels.email import EmailChannel
+from channels.email import MAILED_TTL, EmailChannel, Ledger
+from notifier.keys import Keys
+from notifier.metrics import Metrics
 from notifier.models import Announcement
 from notifier.runtime import Runtime
 from tests.conftest import announcement, email_settings
+from tests.redis_process import RedisProcess
 from tests.smtp_sink import SmtpSink
 
 
@@ -76,3 +82,64 @@ async def test_a_batch_sent_again_mails_no_one_twice(tmp_path: Path, prefix: str
     received = sorted((e.rcpt_tos[0], e.message()["Message-ID"]) for e in sink.envelopes)
     domain = settings.mail_from.rpartition("@")[2] if settings.mail_from else ""
     assert received == [(f"r{i}@example.jp", f"<n2.s{i}@{domain}>") for i in range(3)]
+
+
+async def test_the_record_of_who_was_mailed_outlives_a_redis_restart(tmp_path: Path) -> None:
+    """The 250s of a moment when Redis is away are kept in the worker and written once it
+    is back: a retry after the restart mails none of them again."""
+    server = RedisProcess(tmp_path / "redis")
+    server.start()
+    client = Redis.from_url(server.url)
+    keys = Keys("t:")
+    unconfirmed = Metrics().email_unconfirmed
+    try:
+        ledger = Ledger(client, keys, patience=20, unconfirmed=unconfirmed)
+        server.shutdown()
+        writes = [ledger.add("n1", f"s{i}") for i in range(3)]
+        await asyncio.sleep(0.5)  # the write is being tried again meanwhile
+        assert not writes[0].done()
+        server.start()
+        await asyncio.gather(*writes)
+        mailed = await client.smembers(keys.mailed("n1"))
+        assert mailed == {b"s0", b"s1", b"s2"}
+        assert 0 < await client.ttl(keys.mailed("n1")) <= MAILED_TTL
+        assert unconfirmed._value.get() == 0
+    finally:
+        await client.aclose()
+        server.stop()
+
+
+async def test_a_record_no_replica_confirms_is_counted(tmp_path: Path) -> None:
+    """Under Sentinel a record waits for a replica (WAIT); with none there, the addresses
+    are counted as ones a failover could mail twice, and still written on the master."""
+    server = RedisProcess(tmp_path / "redis")
+    server.start()
+    client = Redis.from_url(server.url)
+    keys = Keys("t:")
+    unconfirmed = Metrics().email_unconfirmed
+    try:
+        ledger = Ledger(client, keys, replicas=1, replica_timeout=0.05, unconfirmed=unconfirmed)
+        await asyncio.gather(*[ledger.add("n1", f"s{i}") for i in range(4)])
+        assert await client.scard(keys.mailed("n1")) == 4
+        assert unconfirmed._value.get() == 4
+    finally:
+        await client.aclose()
+        server.stop()
+
+
+async def test_a_record_that_cannot_be_written_in_time_fails_the_batch_and_is_counted(
+    tmp_path: Path,
+) -> None:
+    server = RedisProcess(tmp_path / "redis")
+    server.start()
+    client = Redis.from_url(server.url, socket_connect_timeout=0.2)
+    unconfirmed = Metrics().email_unconfirmed
+    try:
+        ledger = Ledger(client, Keys("t:"), patience=0.3, unconfirmed=unconfirmed)
+        server.shutdown()
+        with pytest.raises(RedisError):
+            await asyncio.gather(ledger.add("n1", "s1"), ledger.add("n1", "s2"))
+        assert unconfirmed._value.get() == 2
+    finally:
+        await client.aclose()
+        server.stop()

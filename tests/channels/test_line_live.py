@@ -213,7 +213,7 @@ async def test_the_shared_rate_limit_keeps_line_under_its_limit(
             prefix,
             fake.url,
             line_batch_size=1,
-            line_rate_limit=20.0,
+            line_rate_limit=19.0,  # LINE's 20/s less 5 %, as the defaults keep headroom
             worker_concurrency=8,
         )
         users = [f"U{i:032x}" for i in range(30)]
@@ -228,6 +228,6 @@ async def test_the_shared_rate_limit_keeps_line_under_its_limit(
         assert result["progress"]["line"]["sent"] == 30
         assert all(status != 429 for _, status in fake.responses)
         times = sorted(m["at"] for m in fake.multicasts)
-        assert times[-1] - times[0] >= 1.0  # 30 requests at 20/s, after a burst of 2
+        assert times[-1] - times[0] >= 29 / 19 - 0.05  # evenly spaced: no burst
     finally:
         await fake.stop()

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twitter_text import extract_urls_with_indices, parse_tweet
 
-from channels.x_text import LIMIT, pieces, same_post, thread, weight, with_link
+from channels.x_text import LIMIT, mentions, pieces, same_post, thread, weight, with_link
 
 JAPANESE = st.sampled_from(
     list("練馬区のお知らせ粗大ごみ収集日が変わります。、光が丘石神井大泉防災訓練")
@@ -81,3 +81,26 @@ def test_the_same_post_is_recognised_after_x_shortens_its_links() -> None:
     sent = "お知らせ https://www.city.nerima.tokyo.jp/a #練馬区"
     assert same_post(sent, "お知らせ https://t.co/AbCdEf123 #練馬区")
     assert not same_post(sent, "別のお知らせ https://t.co/AbCdEf123 #練馬区")
+
+
+def test_a_thread_cut_short_keeps_its_link_in_the_last_post() -> None:
+    url = "https://www.city.nerima.tokyo.jp/bousai/"
+    tail = f"\n{url}\n#練馬区"
+    text = "【お知らせ】避難所の開設\n" + "避難所を開設しました。" * 60 + tail
+    cut, _ = thread(text, 2)
+    assert not any(url in p for p in cut)  # without its tail the link went with the rest
+    posts, slices = thread(text, 2, tail)
+    assert [numbering(p)[1:] for p in posts] == [(1, 2), (2, 2)]
+    assert all(parse_tweet(p).valid for p in posts)
+    assert posts[-1].endswith(f"…{tail} (2/2)")
+    assert [url in p for p in posts] == [False, True]
+    assert posts[0] == cut[0] and text.startswith("".join(slices[:-1]))
+    assert thread(text, 2, "\n#not-the-end") == (cut, thread(text, 2)[1])
+
+
+def test_a_link_is_mentioned_only_where_it_ends() -> None:
+    url = "https://www.city.nerima.tokyo.jp/bousai/"
+    assert mentions(f"詳しくは {url} をご覧ください", url)
+    assert mentions(f"詳しくは{url}。", url)
+    assert mentions(url, url)
+    assert not mentions(f"{url}kyuujo.html", url) and not mentions("防災のページ", url)

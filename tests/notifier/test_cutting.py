@@ -14,6 +14,7 @@ import pytest
 from notifier.cutting import Cutter
 from notifier.dispatch import Dispatcher
 from notifier.runtime import Runtime
+from notifier.states import BatchEntry
 from tests.conftest import announcement, make_settings
 
 AREAS = ["nerima", "hikarigaoka", "shakujii", "oizumi"]
@@ -50,7 +51,7 @@ async def residents(runtime: Runtime, n: int, seed: int) -> None:
     await store.save(subscribers)
 
 
-async def dispatch(runtime: Runtime, notice: dict[str, Any]) -> list[dict[str, Any]]:
+async def dispatch(runtime: Runtime, notice: dict[str, Any]) -> list[BatchEntry]:
     rt = runtime
     raw = json.dumps(notice)
     entry = (await rt.redis.xadd(rt.keys.intake, {"notice": raw})).decode()
@@ -59,7 +60,7 @@ async def dispatch(runtime: Runtime, notice: dict[str, Any]) -> list[dict[str, A
     jobs = []
     for channel in ("line", "email"):
         stream = rt.keys.delivery(channel, "normal")
-        jobs += [json.loads(f[b"data"]) for _, f in await rt.redis.xrange(stream)]
+        jobs += [BatchEntry.from_fields(f) for _, f in await rt.redis.xrange(stream)]
     return jobs
 
 
@@ -81,14 +82,18 @@ async def test_the_batches_hold_exactly_the_audience_each_id_once(
         )
         english = expected.by_language.get("en", set())
         japanese = set().union(*(v for k, v in expected.by_language.items() if k != "en"))
-        ours = [j for j in jobs if j["channel"] == channel]
+        ours = [j for j in jobs if j.channel == channel]
         for lang, wanted in (("en", english), ("ja", japanese)):
-            batches = [j["recipients"] for j in ours if j["lang"] == lang]
+            batches = [j.recipients for j in ours if j.lang == lang]
             ids = [sid for batch in batches for sid in batch]
             assert Counter(ids) == Counter(wanted), (channel, lang)
             assert all(len(b) == size for b in batches[:-1])  # full, but the last
             assert 0 < len(batches[-1]) <= size if batches else not wanted
-        assert sorted(j["n"] for j in ours) == list(range(len(ours)))
+        # each share (language) numbers its own batches: index, index + shares, …, so a
+        # cut done again gives each batch its number whatever order the shares go in
+        for index, lang in enumerate(("en", "ja")):
+            numbers = sorted(j.n for j in ours if j.lang == lang)
+            assert numbers == [index + 2 * k for k in range(len(numbers))], (channel, lang)
         found = await runtime.notices.list()
         progress = found[0]["progress"][channel]
         assert progress["recipients"] == progress["pending"] == len(english | japanese)
@@ -167,7 +172,7 @@ async def test_a_cut_that_lost_its_place_is_walked_again_and_no_one_is_cut_twice
         patch.setattr(Cutter, "cut_all", lose_the_place)
         jobs = await dispatch(runtime, notice)
     expected = (await runtime.subscribers.audience("line", [], ["garbage"])).size
-    cut = Counter(sid for job in jobs for sid in job["recipients"])
+    cut = Counter(sid for job in jobs for sid in job.recipients)
     assert len(cut) == expected and set(cut.values()) == {1}
     assert "cut.mismatch" in caplog.text and "cut.audience_changed" not in caplog.text
     (found,) = await runtime.notices.list()

@@ -13,6 +13,7 @@ from notifier.dispatch import Dispatcher
 from notifier.models import parse_notice
 from notifier.runtime import Runtime
 from notifier.service import Service
+from notifier.states import BatchEntry
 from tests.conftest import Api, announcement, wait_for
 
 
@@ -121,12 +122,13 @@ async def test_large_audiences_are_cut_into_batches_of_the_configured_size(
     users, raw, entry = await line_notice_for(runtime, 1203)
     await dispatcher(runtime).handle(entry, {b"notice": raw.encode()})
     entries = await runtime.redis.xrange(runtime.keys.delivery("line", "normal"))
-    jobs = [json.loads(fields[b"data"]) for _, fields in entries]
-    assert [len(j["recipients"]) for j in jobs] == [500, 500, 203]
-    assert [j["n"] for j in jobs] == [0, 1, 2]
-    ids = [sid for j in jobs for sid in j["recipients"]]
+    jobs = [BatchEntry.from_fields(fields) for _, fields in entries]
+    assert [len(j.recipients) for j in jobs] == [500, 500, 203]
+    assert [j.n for j in jobs] == [0, 1, 2]
+    ids = [sid for j in jobs for sid in j.recipients]
     assert len(set(ids)) == 1203
-    assert not any(u in json.dumps(jobs) for u in users[:50])  # ids, not LINE user ids
+    wire = b" ".join(value for _, fields in entries for value in fields.values())
+    assert not any(u.encode() in wire for u in users[:50])  # ids, not LINE user ids
 
 
 async def test_a_dispatcher_that_dies_while_cutting_is_taken_over_without_loss_or_double(
@@ -134,7 +136,7 @@ async def test_a_dispatcher_that_dies_while_cutting_is_taken_over_without_loss_o
 ) -> None:
     _, raw, entry = await line_notice_for(runtime, 1203)
     first = dispatcher(runtime)
-    real_cut = first.cutter._cut
+    real_cut = first.cutter._call  # one call of the cut script
     calls = 0
 
     async def dies_after_one(*args: Any, **kwargs: Any) -> Any:
@@ -144,7 +146,7 @@ async def test_a_dispatcher_that_dies_while_cutting_is_taken_over_without_loss_o
             raise RedisConnectionError("Redis went away mid-cut")
         return await real_cut(*args, **kwargs)
 
-    monkeypatch.setattr(first.cutter, "_cut", dies_after_one)
+    monkeypatch.setattr(first.cutter, "_call", dies_after_one)
     with pytest.raises(RedisConnectionError):
         await first.handle(entry, {b"notice": raw.encode()})
     stream = runtime.keys.delivery("line", "normal")
@@ -154,10 +156,10 @@ async def test_a_dispatcher_that_dies_while_cutting_is_taken_over_without_loss_o
     assert notice["status"] == "dispatching"
 
     await dispatcher(runtime).handle(entry, {b"notice": raw.encode()})  # the one that reclaims
-    jobs = [json.loads(f[b"data"]) for _, f in await runtime.redis.xrange(stream)]
-    ids = [sid for job in jobs for sid in job["recipients"]]
+    jobs = [BatchEntry.from_fields(f) for _, f in await runtime.redis.xrange(stream)]
+    ids = [sid for job in jobs for sid in job.recipients]
     assert len(ids) == len(set(ids)) == 1203
-    assert sorted(job["n"] for job in jobs) == [0, 1, 2]
+    assert sorted(job.n for job in jobs) == [0, 1, 2]
     assert await runtime.redis.xlen(runtime.keys.intake) == 0
     assert [k async for k in runtime.redis.scan_iter(match=f"{runtime.keys.prefix}aud:*")] == []
 

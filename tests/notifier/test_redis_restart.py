@@ -4,7 +4,6 @@ every resident gets the notice exactly once, and the notice is done only then.""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from notifier import intake
 from notifier.cutting import Cutter, plan
 from notifier.runtime import Runtime
 from notifier.service import Service
+from notifier.states import BatchEntry
 from tests.conftest import announcement, finished, line_settings, make_settings, wait_for
 from tests.fake_line import FakeLine
 from tests.redis_process import RedisProcess
@@ -51,7 +51,7 @@ async def residents(runtime: Runtime, n: int) -> set[str]:
 
 async def cut_ids(runtime: Runtime, stream: str) -> Counter[str]:
     entries = cast("list[Any]", await runtime.redis.xrange(stream))
-    return Counter(r for _, f in entries for r in json.loads(f[b"data"])["recipients"])
+    return Counter(r for _, f in entries for r in BatchEntry.from_fields(f).recipients)
 
 
 async def test_a_cut_walks_on_after_a_restart_and_cuts_everyone_once(

@@ -10,35 +10,18 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
-from redis.exceptions import RedisError
 
 from notifier import intake
 from notifier.redis_client import survey
 from notifier.runtime import Runtime
 from notifier.service import Service
-from tests.conftest import ROOT, announcement, line_settings, make_settings, wait_for
+from tests.conftest import ROOT, announcement, finished, line_settings, make_settings, wait_for
 from tests.fake_line import FakeLine
 from tests.notifier.test_redis_restart import residents
 from tests.redis_process import Sentinels
-
-
-async def settled(runtime: Runtime, notice_id: str, timeout: float = 90) -> dict[str, Any]:
-    """The notice once it is done or failed; Redis errors while Sentinel is still settling
-    on the new master (a moment of "no master found") count as not yet."""
-
-    async def check() -> dict[str, Any] | None:
-        try:
-            found = await runtime.notices.get(notice_id)
-        except RedisError:
-            return None
-        return found if found and found["status"] in ("done", "failed") else None
-
-    result: dict[str, Any] = await wait_for(check, timeout=timeout)
-    return result
 
 
 @pytest.fixture
@@ -104,7 +87,7 @@ async def test_the_master_killed_mid_fan_out_the_replica_takes_over_and_everyone
         await wait_for(sending, timeout=20)
         await asyncio.to_thread(cluster.master.kill)
         await asyncio.to_thread(cluster.wait, lambda: cluster.master_port() == cluster.replica.port)
-        view = await settled(runtime, notice.id)
+        view = await finished(runtime, notice.id, timeout=90)
     finally:
         await service.stop()
         await runtime.close()
@@ -185,7 +168,7 @@ async def test_a_notice_accepted_the_moment_before_the_master_dies_is_delivered_
     workers = Service(settings, parts=["dispatch", "workers"], channel_names=["line"])
     await workers.start()
     try:
-        view = await settled(runtime, accepted["id"])
+        view = await finished(runtime, accepted["id"], timeout=90)
     finally:
         await workers.stop()
         await runtime.close()

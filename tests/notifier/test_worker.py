@@ -18,6 +18,7 @@ from channels.line import LineChannel
 from notifier.config import Settings
 from notifier.runtime import Runtime
 from notifier.service import Service
+from notifier.states import BatchEntry
 from notifier.worker import GROUP, ChannelWorker
 from tests.conftest import announcement, make_settings, wait_for
 
@@ -153,19 +154,9 @@ async def test_a_batch_redelivered_after_its_outcome_was_recorded_is_not_counted
     channel = Scripted(context(settings, runtime), [])
     await run_worker(settings, runtime, channel, notice_id)
     # put the same batch on the stream again, as a crash before XACK would
-    job = {
-        "notice": notice_id,
-        "kind": "announcement",
-        "channel": "line",
-        "lang": "ja",
-        "n": 0,
-        "recipients": [],
-        "areas": [],
-        "size": 5,
-        "attempt": 1,
-    }
+    job = BatchEntry(notice_id, "announcement", "line", "ja", n=0, size=5, attempt=1)
     stream = runtime.keys.delivery("line", "normal")
-    await runtime.redis.xadd(stream, {"data": json.dumps(job)})
+    await runtime.redis.xadd(stream, job.to_fields())
     worker = ChannelWorker(channel, settings, runtime.redis, runtime.keys, runtime.subscribers)
     await worker.step()
     found = await runtime.notices.get(notice_id)
@@ -236,19 +227,9 @@ async def test_the_urgent_lane_is_served_first(settings: Settings, runtime: Runt
     for lane in ("urgent", "normal"):
         await runtime.redis.xgroup_create(k.delivery("line", lane), GROUP, id="0", mkstream=True)
     for n, lane in enumerate(["normal", "normal", "urgent"]):
-        job = {
-            "notice": f"n{n}",
-            "kind": "announcement",
-            "channel": "line",
-            "lang": "ja",
-            "n": 0,
-            "recipients": [],
-            "areas": [],
-            "size": 0,
-            "attempt": 1,
-        }
+        job = BatchEntry(f"n{n}", "announcement", "line", "ja", n=0, size=0, attempt=1)
         await runtime.redis.hset(k.rendered(f"n{n}"), "line:ja", json.dumps({"messages": []}))
-        await runtime.redis.xadd(k.delivery("line", lane), {"data": json.dumps(job)})
+        await runtime.redis.xadd(k.delivery("line", lane), job.to_fields())
     for _ in range(3):
         await worker.step()
     assert [b.notice_id for b in channel.calls] == ["n2", "n0", "n1"]

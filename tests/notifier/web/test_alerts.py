@@ -348,3 +348,64 @@ async def test_a_bad_cap_document_is_refused_naming_the_element_and_nothing_is_s
     ] == 400
     assert await runtime.redis.xlen(runtime.keys.intake_urgent) == 0
     assert await runtime.redis.zcard(runtime.keys.notices) == 0
+
+
+async def test_an_alert_sent_again_with_its_idempotency_key_is_issued_once(
+    api: Api, runtime: Runtime, tokens: dict[str, str], settings: Settings
+) -> None:
+    """A desk that lost the answer (a timeout, a 503 during a failover) sends the same
+    request again: the first answer comes back and nothing more is issued, even when the
+    alert it updated or called off is no longer active."""
+    await subscribe_three(runtime)
+    desk = tokens["emergency"]
+
+    def key(k: str) -> dict[str, str]:
+        return {"Idempotency-Key": k}
+
+    status, first = await api.call("POST", "/api/alerts", desk, alert(), key("a-1"))
+    assert status == 202, first
+    assert await api.call("POST", "/api/alerts", desk, alert(), key("a-1")) == (202, first)
+    conflict = await api.call("POST", "/api/alerts", desk, alert(title="別の見出し"), key("a-1"))
+    assert conflict[0] == 422 and conflict[1]["error"]["code"] == "idempotency_conflict"
+    # the key belongs to the token's account: another desk's same key is its own alert
+    other_desk = await runtime.tokens.create("emergency", "desk-2")
+    status, other = await api.call("POST", "/api/alerts", other_desk, alert(), key("a-1"))
+    assert status == 202 and other["id"] != first["id"]
+    await done(api, desk, first["id"])
+    await done(api, desk, other["id"])
+
+    update = alert(severity="warning", supersedes=first["id"])
+    status, second = await api.call("POST", "/api/alerts", desk, update, key("u-1"))
+    assert status == 202, second
+    # the original is superseded now; the retry still answers with the one update
+    assert await api.call("POST", "/api/alerts", desk, update, key("u-1")) == (202, second)
+    await done(api, desk, second["id"])
+
+    path = f"/api/alerts/{second['id']}/cancel"
+    status, clear = await api.call("POST", path, desk, headers=key("c-1"))
+    assert status == 202, clear
+    assert await api.call("POST", path, desk, headers=key("c-1")) == (202, clear)
+    await done(api, desk, clear["id"])
+
+    raw = cap(identifier="JMA-2026-0101")
+    cap_key = {**CAP_XML, **key("cap-1")}
+    status, from_cap = await api.call("POST", "/api/alerts", desk, data=raw, headers=cap_key)
+    assert status == 202, from_cap
+    assert await api.call("POST", "/api/alerts", desk, data=raw, headers=cap_key) == (
+        202,
+        from_cap,
+    )
+    await done(api, desk, from_cap["id"])
+    bad = await api.call("POST", "/api/alerts", desk, alert(), key("k" * 256))
+    assert bad[0] == 400 and bad[1]["error"]["code"] == "bad_idempotency_key"
+
+    alerts = [n for n in await runtime.notices.list(None, 100) if n["kind"] == "alert"]
+    assert sorted(a["id"] for a in alerts) == sorted(
+        [first["id"], other["id"], second["id"], clear["id"], from_cap["id"]]
+    )
+    # the first alert went once to each of its LINE residents (Nerima's and the whole ward's)
+    sent = [user for r in line_requests(settings, first["id"]) for user in r["to"]]
+    assert sorted(sent) == sorted([NERIMA_GARBAGE, WHOLE_WARD_EN])
+    _, audit = await api.call("GET", "/api/audit", tokens["admin"])
+    issued = [e for e in audit["audit"] if e["action"] in ("alert.issue", "alert.cancel")]
+    assert len(issued) == 5  # a replay is not audited again
