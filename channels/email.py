@@ -49,6 +49,9 @@ UNSUBSCRIBE = "\ufdd0unsubscribe\ufdd1"
 TEXT_PART, HTML_PART = "%%TEXT_PART%%\n", "%%HTML_PART%%\n"
 MAILED_TTL = 30 * 24 * 3600  # how long a notice's record of the addresses it reached is kept
 LINGER = 0.010  # seconds a 250 may wait to be written with the others that came meanwhile
+# seconds a record of 250s is tried again while Redis is away (a restart, a failover): the
+# worker keeps its batch claimed meanwhile (ChannelWorker.renew), so nobody sends it again
+LEDGER_PATIENCE = 60.0
 
 
 def _crlf(text: str) -> bytes:
@@ -126,12 +129,13 @@ class Ledger:
     crash), but a group of them goes in one command rather than a command each.
 
     Until Redis has the group, it exists only in this process: a write that fails (Redis
-    restarting, a failover under way) is tried again for up to ``patience`` seconds,
-    well before another worker may take the batch over. Under Sentinel each write waits
-    for ``replicas`` to hold it (``WAIT``): an address whose record no replica confirmed in
-    time, or that could not be written at all, could be mailed again if the master is lost
-    now, and is counted in ``unconfirmed`` (``notifier_email_unconfirmed_total``): that
-    counter bounds the copies a failover can make.
+    restarting, a failover under way) is tried again for up to ``patience`` seconds, while
+    the worker keeps the batch claimed so that no other takes it over. Under Sentinel each
+    write waits for ``replicas`` to hold it (``WAIT``): an address whose record no replica
+    confirmed in time, or that could not be written at all, could be mailed again if the
+    master is lost now, and is counted in ``unconfirmed``
+    (``notifier_email_unconfirmed_total``): that counter bounds the copies a failover can
+    make.
     """
 
     def __init__(
@@ -224,7 +228,7 @@ class EmailChannel(BaseChannel):
             context.keys,
             replicas=settings.min_replicas,
             replica_timeout=settings.redis_replica_timeout,
-            patience=settings.visibility_timeout / 2,
+            patience=LEDGER_PATIENCE,
             unconfirmed=context.metrics.email_unconfirmed,
         )
         self._skeletons: dict[tuple[str, str], Skeleton] = {}

@@ -64,6 +64,11 @@ class ChannelWorker:
         self.scripts = Scripts(redis, settings.min_replicas, settings.redis_replica_timeout)
         self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._content: dict[str, dict[str, Any]] = {}
+        # stream → the entries this worker is delivering: never taken over by its own
+        # reclaim, and claimed afresh (``renew``) so that no other worker takes them while
+        # they are in hand, however long their channel takes (an email batch waiting for
+        # Redis to come back to record what it mailed)
+        self._holding: dict[str, set[str]] = {stream: set() for stream in self.streams}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set, up to ``concurrency`` batches at a time in each
@@ -75,7 +80,7 @@ class ChannelWorker:
         """
         inflight: dict[str, set[asyncio.Task[None]]] = {lane: set() for lane in LANES}
         ready = False
-        next_reclaim = 0.0
+        next_reclaim = next_renew = 0.0
         try:
             while not stop.is_set():
                 try:
@@ -83,6 +88,9 @@ class ChannelWorker:
                         for stream in self.streams:
                             await ensure_group(self.redis, stream, GROUP)
                         ready = True
+                    if time.monotonic() >= next_renew:
+                        await self.renew()
+                        next_renew = time.monotonic() + self.settings.visibility_timeout / 4
                     await self.scripts.run(
                         "requeue", retries_key=self.keys.retries, now=time.time()
                     )
@@ -114,7 +122,8 @@ class ChannelWorker:
                         error=repr(e),
                     )
                     ready = False  # a Redis back without its last writes may lack the groups
-                    await asyncio.sleep(1.0)
+                    next_renew = 0.0  # the first thing once it answers: before another worker's
+                    await asyncio.sleep(1.0)  # reclaim finds the batches in hand idle
         except asyncio.CancelledError:
             for tasks in inflight.values():
                 for task in tasks:
@@ -160,7 +169,10 @@ class ChannelWorker:
                 next_start, entries, *_ = await self.redis.xautoclaim(
                     stream, GROUP, self.consumer, min_idle, start_id=start, count=self.concurrency
                 )
-                live = [(eid.decode(), f) for eid, f in entries if f]
+                holding = self._holding[stream]  # its own: still being delivered
+                live = [
+                    (eid.decode(), f) for eid, f in entries if f and eid.decode() not in holding
+                ]
                 if live:
                     event(log, "batch.reclaimed", channel=self.channel.name, entries=len(live))
                 await asyncio.gather(*(self.handle(stream, eid, f) for eid, f in live))
@@ -182,8 +194,19 @@ class ChannelWorker:
             for entry_id, fields in entries
         ]
 
+    async def renew(self) -> None:
+        """Claim the entries in hand afresh (their idle time starts again), so another
+        worker's reclaim leaves them alone while this one is alive and delivering."""
+        for stream, held in self._holding.items():
+            if held:
+                await self.redis.xclaim(stream, GROUP, self.consumer, 0, list(held), justid=True)
+
     async def handle(self, stream: str, entry_id: str, fields: dict[bytes, bytes]) -> None:
         """Deliver one entry; on a fault it stays pending and is reclaimed later."""
+        held = self._holding.setdefault(stream, set())
+        if entry_id in held:
+            return  # being delivered already (a reclaim found it idle)
+        held.add(entry_id)
         try:
             await self._handle(stream, entry_id, fields)
         except Exception as e:  # Redis away too: the entry is reclaimed once it answers
@@ -195,6 +218,8 @@ class ChannelWorker:
                 entry=entry_id,
                 error=repr(e),
             )
+        finally:
+            held.discard(entry_id)
 
     async def _handle(self, stream: str, entry_id: str, fields: dict[bytes, bytes]) -> None:
         entry = BatchEntry.from_fields(fields)

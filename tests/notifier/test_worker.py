@@ -264,9 +264,11 @@ class Slow(LineChannel):
         super().__init__(context)
         self.delay = delay
         self.started = asyncio.Event()
+        self.sends: list[int] = []  # the batch numbers it was handed
 
     async def _send(self, batch: Batch) -> Outcome:
         self.started.set()
+        self.sends.append(batch.number)
         await asyncio.sleep(self.delay)
         return await super()._send(batch)
 
@@ -308,3 +310,32 @@ async def test_a_batch_cut_off_at_shutdown_is_handed_back_and_delivered_later(
         assert delivered(settings) == Counter(USERS)
     finally:
         await runtime.close()
+
+
+async def test_a_batch_slower_than_the_visibility_timeout_is_sent_once(
+    tmp_path: Path, prefix: str
+) -> None:
+    """A batch in hand for three visibility timeouts (an email batch waiting for Redis to
+    come back to record what it mailed) is neither taken over by its own worker's reclaim
+    nor by another live worker's: the worker claims what it holds afresh."""
+    settings = make_settings(tmp_path, prefix, visibility_timeout=1.0, line_batch_size=5)
+    runtime = Runtime.open(settings)
+    try:
+        notice_id = await queue_line_notice(settings, runtime)
+        slow = [Slow(context(settings, runtime), delay=3.0) for _ in range(2)]
+        workers = [
+            ChannelWorker(channel, settings, runtime.redis, runtime.keys, runtime.subscribers)
+            for channel in slow
+        ]
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(w.run(stop)) for w in workers]
+        try:
+            result = await finished(runtime, notice_id)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
+    finally:
+        await runtime.close()
+    assert result["progress"]["line"]["sent"] == 5
+    assert delivered(settings) == Counter(USERS)
+    assert sum(len(channel.sends) for channel in slow) == 1
