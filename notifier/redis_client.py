@@ -63,6 +63,14 @@ def connect(settings: Settings) -> Redis:
     return client
 
 
+async def close(client: Redis) -> None:
+    """Close the client's connections, and under Sentinel those to the Sentinels too."""
+    await client.aclose()
+    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    for sentinel in getattr(manager, "sentinels", []):
+        await sentinel.aclose()
+
+
 def where(settings: Settings) -> str:
     """Where Redis is, for people (no password)."""
     if not settings.sentinels:

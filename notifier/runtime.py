@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from notifier import redis_client
 from notifier.accounts import AccountStore
 from notifier.alerts import AlertDesk
 from notifier.audit import AuditLog
@@ -54,4 +55,4 @@ class Runtime:
         )
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        await redis_client.close(self.redis)

@@ -60,6 +60,21 @@ def test_check_names_the_master_its_replicas_and_the_sentinels_it_reached(
 
 
 @pytest.mark.timeout(120)
+async def test_closing_the_runtime_closes_its_connections_to_the_sentinels_too(
+    tmp_path: Path, cluster: Sentinels
+) -> None:
+    settings = make_settings(tmp_path, "ha:").model_copy(
+        update={"redis_sentinels": cluster.addresses}
+    )
+    runtime = Runtime.open(settings)
+    assert await runtime.redis.ping()
+    manager = runtime.redis.connection_pool.sentinel_manager  # type: ignore[attr-defined]
+    opened = [c for s in manager.sentinels for c in s.connection_pool._available_connections]
+    assert any(c.is_connected for c in opened)  # asked for the master
+    await runtime.close()
+    assert not any(c.is_connected for c in opened)
+
+
 async def test_the_master_killed_mid_fan_out_the_replica_takes_over_and_everyone_gets_it_once(
     tmp_path: Path, cluster: Sentinels, fake_line: FakeLine
 ) -> None:
