@@ -160,31 +160,6 @@ async def start_fakes(rate: float) -> tuple[asyncio.subprocess.Process, dict[str
 # --- Redis ------------------------------------------------------------------------------------
 
 
-class Cluster(Sentinels):
-    """Sentinels that stop whatever they started, also when they did not come up."""
-
-    def __init__(self, folder: Path) -> None:
-        try:
-            super().__init__(folder)
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        parts = [
-            *getattr(self, "sentinels", []),
-            *(getattr(self, n, None) for n in ("replica", "master")),
-        ]
-        for part in parts:
-            if part is None:
-                continue
-            try:
-                part.stop()
-            except Exception:
-                if part.process is not None:
-                    part.process.kill()
-
-
 async def watch_sentinels(
     cluster: Sentinels, port: int, named: dict[str, float], first: asyncio.Event
 ) -> None:
@@ -482,13 +457,13 @@ async def run(args: argparse.Namespace, number: int) -> dict[str, Any]:
     n, m = args.subscribers, args.email
     folder = Path(tempfile.mkdtemp(prefix="notifier-failover-"))
     processes: list[Any] = []
-    cluster: Cluster | None = None
+    cluster: Sentinels | None = None
     runtime: Runtime | None = None
     tasks: list[asyncio.Task[Any]] = []
     figures: dict[str, Any] = {"run": number, "killed": not args.no_kill}
     figures["load_average"] = os.getloadavg()[0]
     try:
-        cluster = await asyncio.to_thread(Cluster, folder / "redis")
+        cluster = await asyncio.to_thread(Sentinels, folder / "redis")
         fakes, where = await start_fakes(args.rate)
         processes.append(fakes)
         settings = load_settings(

@@ -261,9 +261,7 @@ class LineChannel(BaseChannel):
             )
             status, headers, body = response.status_code, dict(response.headers or {}), ""
         except ApiException as e:
-            status = int(e.status or 0)
-            headers = {k.lower(): v for k, v in (e.headers or {}).items()}
-            body = _text(e.body)
+            status, headers, body = refusal(e)
         except (TimeoutError, aiohttp.ClientError) as e:
             metrics.line_requests.labels("multicast", "0").inc()
             raise RetryableError(f"LINE unreachable: {type(e).__name__}") from e
@@ -296,6 +294,12 @@ class LineChannel(BaseChannel):
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+
+def refusal(error: ApiException) -> tuple[int, dict[str, str], str]:
+    """What LINE answered, as the SDK raised it: status, headers (lower-case names), body."""
+    headers = {k.lower(): v for k, v in (error.headers or {}).items()}
+    return int(error.status or 0), headers, _text(error.body)
 
 
 def _text(body: Any) -> str:

@@ -288,24 +288,17 @@ class ChannelWorker:
             batch_log=json.dumps(logged, ensure_ascii=False),
             failures=failures,
         )
-        if int(counted) < 0:  # its cut was lost with Redis's last writes: cut again, it
-            event(  # is delivered (LINE: 409 for its retry key) and counted then
-                log,
-                "batch.unknown",
-                logging.WARNING,
-                notice=entry.notice,
-                channel=entry.channel,
-                batch=entry.n,
-            )
-        elif not replicated:  # recorded, but a failover now could lose the record: say so
-            event(
-                log,
-                "batch.not_replicated",
-                logging.WARNING,
-                notice=entry.notice,
-                channel=entry.channel,
-                batch=entry.n,
-            )
+        if int(counted) < 0:
+            # its cut was lost with Redis's last writes: cut again, it is delivered (LINE:
+            # 409 for its retry key) and counted then
+            warning = "batch.unknown"
+        elif not replicated:  # recorded, but a failover now could lose the record
+            warning = "batch.not_replicated"
+        else:
+            return
+        event(
+            log, warning, logging.WARNING, notice=entry.notice, channel=entry.channel, batch=entry.n
+        )
 
     async def _trip(self, error: RetryableError) -> None:
         """Count a failed batch; enough in a row open the channel's circuit: it rests for

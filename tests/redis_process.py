@@ -195,20 +195,32 @@ class SentinelProcess:
         return f"127.0.0.1:{self.port}"
 
     def stop(self) -> None:
+        """SIGTERM; SIGKILL if it has not gone within 5 s."""
         self.process.terminate()
-        self.process.wait(timeout=10)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
 
 
 class Sentinels:
-    """A master, a replica and three Sentinels, all real processes on loopback."""
+    """A master, a replica and three Sentinels, all real processes on loopback. If they do
+    not all come up, those that did are stopped."""
 
     def __init__(self, folder: Path) -> None:
         self.master = RedisProcess(folder / "a")
-        self.master.start()
         self.replica = RedisProcess(folder / "b", replica_of=self.master)
-        self.replica.start()
-        self.sentinels = [SentinelProcess(folder / f"s{i}", self.master) for i in range(3)]
-        self.wait(lambda: self.replica_in_sync() and self.sentinels_agree())
+        self.sentinels: list[SentinelProcess] = []
+        try:
+            self.master.start()
+            self.replica.start()
+            for i in range(3):
+                self.sentinels.append(SentinelProcess(folder / f"s{i}", self.master))
+            self.wait(lambda: self.replica_in_sync() and self.sentinels_agree())
+        except BaseException:
+            self.stop()
+            raise
 
     @property
     def addresses(self) -> str:

@@ -24,7 +24,7 @@ from linebot.v3.webhooks import (
     UnfollowEvent,
 )
 
-from channels.line import answered, limiter, messaging_api
+from channels.line import answered, limiter, messaging_api, refusal
 from notifier import json_input, line_chat
 from notifier.line_chat import Choices
 from notifier.logs import event as log_event
@@ -121,9 +121,7 @@ class LineWebhook:
             )
             answered(metrics, "reply", response.status_code, dict(response.headers or {}))
         except ApiException as e:
-            headers = {k.lower(): v for k, v in (e.headers or {}).items()}
-            body = e.body.decode(errors="replace") if isinstance(e.body, bytes) else str(e.body)
-            answered(metrics, "reply", int(e.status or 0), headers, body)
+            answered(metrics, "reply", *refusal(e))
             log_event(
                 log, "line.reply_failed", logging.WARNING, error="ApiException", status=e.status
             )

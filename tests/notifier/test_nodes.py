@@ -74,27 +74,6 @@ class LineApart:
             self.loop.close()
 
 
-class Cluster(Sentinels):
-    """Sentinels that stop what they started, also when they did not all come up."""
-
-    def __init__(self, folder: Path) -> None:
-        try:
-            super().__init__(folder)
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        parts = [*getattr(self, "sentinels", [])]
-        parts += [p for p in (getattr(self, "replica", None), getattr(self, "master", None)) if p]
-        for part in parts:
-            try:
-                part.stop()
-            except Exception:
-                if part.process is not None:
-                    part.process.kill()
-
-
 class Node:
     """One `notifier <role>` process, configured by its environment; its log (JSON lines
     on stderr) in ``log``, across its restarts."""
@@ -244,7 +223,7 @@ async def prepare(settings: Settings) -> str:
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     folder = tmp_path_factory.mktemp("nodes")
-    cluster = Cluster(folder / "redis")
+    cluster = Sentinels(folder / "redis")
     line: LineApart | None = None
     nodes: Deployment | None = None
     try:
