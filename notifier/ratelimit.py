@@ -7,7 +7,7 @@ import asyncio
 from redis.asyncio import Redis
 
 # KEYS: the limit's key.  ARGV: emission interval (µs), burst tolerance (µs)
-# Reserves the next slot and returns how many µs to wait for it.
+# Reserves the next slot; returns how many µs to wait for it and the slot (Redis time, µs).
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -18,7 +18,7 @@ local wait = tat - now - burst
 if wait < 0 then wait = 0 end
 local ttl = math.ceil((tat + interval - now) / 1000) + 1000
 redis.call('SET', KEYS[1], string.format('%d', tat + interval), 'PX', ttl)
-return wait
+return {wait, string.format('%d', now + wait)}
 """
 
 
@@ -33,9 +33,16 @@ class RateLimiter:
         self.burst_us = self.interval_us * max(0, burst - 1)
         self._reserve = redis.register_script(_RESERVE)
 
+    async def reserve(self) -> tuple[float, int]:
+        """Take the next slot without waiting: (seconds until it, the slot in Redis time, µs)."""
+        wait_us, slot_us = await self._reserve(
+            keys=[self.key], args=[self.interval_us, self.burst_us]
+        )
+        return int(wait_us) / 1_000_000, int(slot_us)
+
     async def acquire(self) -> float:
         """Wait for a slot; returns the seconds waited."""
-        wait_us = int(await self._reserve(keys=[self.key], args=[self.interval_us, self.burst_us]))
-        if wait_us > 0:
-            await asyncio.sleep(wait_us / 1_000_000)
-        return wait_us / 1_000_000
+        wait, _ = await self.reserve()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return wait
