@@ -396,9 +396,16 @@ def refused_in_metrics(text: str) -> dict[str, float]:
 async def start_service(
     args: argparse.Namespace, env: dict[str, str]
 ) -> list[asyncio.subprocess.Process]:
-    """`notifier serve` (every channel) and --workers - 1 more LINE workers."""
+    """`notifier serve` (every channel) and --workers - 1 more LINE workers; or, with
+    ``--layout apart``, `notifier api` beside --workers workers (the first of every
+    channel, the others LINE's), as docs/operations.md scales out."""
     command = [sys.executable, "-m", "notifier", "--log-level", args.service_log]
-    processes = [await asyncio.create_subprocess_exec(*command, "serve", env=env, cwd=ROOT)]
+    first = ["serve"] if args.layout == "serve" else ["api"]
+    processes = [await asyncio.create_subprocess_exec(*command, *first, env=env, cwd=ROOT)]
+    if args.layout == "apart":
+        processes.append(
+            await asyncio.create_subprocess_exec(*command, "worker", env=env, cwd=ROOT)
+        )
     for _ in range(args.workers - 1):
         processes.append(
             await asyncio.create_subprocess_exec(
@@ -434,6 +441,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "email_subscribers": args.email,
         "rate_limit": args.rate,
         "service_rate_limit": args.service_rate,
+        "layout": args.layout,
         "redis": "own" if own_redis else args.redis_url,
     }
     fake, where = await start_fake_line(args.rate)
@@ -622,10 +630,12 @@ def report(figures: dict[str, Any], args: argparse.Namespace) -> None:
         f"{figures['requests_per_s']}/s (LINE's limit {figures['rate_limit'] or LINE_LIMIT:.0f}"
         f"/s; service: {service_rate})"
     )
-    print(
-        f"429s (LINE's limits):      {figures['refused_total']} {figures['refused']}; "
+    counted = (
         f"the serve process counted {figures['service_refused_serve'] or 'none'}"
+        if args.layout == "serve"
+        else "(the fake's count; each worker counts its own)"
     )
+    print(f"429s (LINE's limits):      {figures['refused_total']} {figures['refused']}; {counted}")
     print(
         f"recipients:                {figures['recipients']:,} at "
         f"{figures['recipients_per_s']:,}/s (sent {figures['sent']:,}, "
@@ -687,6 +697,12 @@ def main() -> int:
         help="NOTIFIER_LINE_RATE_LIMIT for the service (default: the service's own default)",
     )
     p.add_argument("--workers", type=int, default=1, help="service processes sending LINE")
+    p.add_argument(
+        "--layout",
+        choices=["serve", "apart"],
+        default="serve",
+        help="serve: the API in the first worker's process; apart: `notifier api` alone",
+    )
     p.add_argument("--concurrency", type=int, default=32, help="batches in flight per worker")
     p.add_argument("--email", type=int, default=300, help="email subscribers (the email alert)")
     p.add_argument(

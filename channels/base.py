@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from notifier.logs import event
+from notifier.recipients import Recipient as Recipient  # where the channels take it from
+from notifier.recipients import Recipients
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -67,13 +69,6 @@ class Paused(RetryableError):
         self.defer: float = defer
 
 
-@dataclass(slots=True)  # not frozen: a batch makes 500 of these, and frozen init is slow
-class Recipient:
-    id: str
-    address: str = field(repr=False)  # personal data: never in repr or logs
-    name: str = field(default="", repr=False)
-
-
 @dataclass(frozen=True)
 class Batch:
     notice_id: str
@@ -81,10 +76,14 @@ class Batch:
     channel: str
     lang: str
     number: int
-    recipients: tuple[Recipient, ...]
+    recipients: Recipients
     content: dict[str, Any]
     areas: tuple[str, ...] = ()
     attempt: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.recipients, Recipients):  # a tuple of Recipient
+            object.__setattr__(self, "recipients", Recipients.of(self.recipients))
 
 
 @dataclass

@@ -240,7 +240,7 @@ class LineChannel(BaseChannel):
 
     def request_body(self, batch: Batch) -> dict[str, Any]:
         """The multicast request, exactly as LINE's API takes it."""
-        return {"to": [r.address for r in batch.recipients], "messages": batch.content["messages"]}
+        return {"to": batch.recipients.addresses, "messages": batch.content["messages"]}
 
     async def _send(self, batch: Batch) -> Outcome:
         if not batch.recipients:
@@ -248,7 +248,7 @@ class LineChannel(BaseChannel):
         if self._api is None:
             return await self._to_outbox(batch)
         request = Multicast.construct(
-            to=[r.address for r in batch.recipients],
+            to=batch.recipients.addresses,
             messages=self._messages(batch),
             notification_disabled=False,
         )

@@ -22,6 +22,7 @@ progress holds ``cutting``, so the notice is not done before the last batch exis
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -59,14 +60,34 @@ class Share:
     # whose batches take the next number of the channel's one counter
     index: int = 0
     of: int = 0
+    # the channel's sets of the share's languages: the first walk goes through these,
+    # checking only areas and topics (checks[1:]); a walk again after a mismatch goes
+    # through sources and every check. Empty: planned before they were kept, or while
+    # they were being built
+    direct: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def field(self) -> str:
         return f"share:{self.channel}:{self.lang}"
 
+    def route(self, again: bool) -> Route:
+        """The sets a walk of this share takes: the direct sets on the first walk when
+        there are some, else the sources with every check."""
+        if self.direct and not again:
+            name = f"{self.channel}:{self.lang}:direct"
+            return Route(self.direct, self.checks[1:], name)
+        return Route(self.sources, self.checks, f"{self.channel}:{self.lang}")
+
+
+@dataclass(frozen=True)
+class Route:
+    sources: list[str]
+    checks: list[list[str]]
+    name: str
+
     def position(self, source: int) -> str:
         """The field of the cut's hash holding where the walk of ``source`` stands."""
-        return f"position:{self.channel}:{self.lang}:{source}"
+        return f"position:{self.name}:{source}"
 
 
 async def plan(
@@ -86,10 +107,11 @@ async def plan(
     Walked: the channel's set, or the languages' sets if together they are smaller."""
     by_lang = {lang: keys.by_language(lang) for langs in groups.values() for lang in langs}
     async with redis.pipeline(transaction=False) as pipe:
+        pipe.exists(keys.reach_built)
         pipe.zcard(keys.by_channel(channel))
         for key in by_lang.values():
             pipe.zcard(key)
-        sizes = await pipe.execute()
+        built, *sizes = await pipe.execute()
     channel_size, lang_size = sizes[0], dict(zip(by_lang, sizes[1:], strict=True))
     common: list[list[str]] = []
     if areas:
@@ -107,9 +129,9 @@ async def plan(
             sources, checks = lang_sets, [[keys.by_channel(channel)], *common]
         seen = keys.audience(notice_id, channel, lang)
         carry = f"{seen}:carry"
-        shares.append(
-            Share(channel, lang, stream, size, sources, checks, seen, carry, index, len(groups))
-        )
+        direct = [keys.by_channel_language(channel, w) for w in langs] if built else []
+        share = Share(channel, lang, stream, size, sources, checks, seen, carry, index)
+        shares.append(dataclasses.replace(share, of=len(groups), direct=direct))
     return shares
 
 
@@ -147,17 +169,20 @@ class Cutter:
         )
         unfinished = {c for c, flag in zip(channels, cutting, strict=True) if flag}
         shares = [share for share in shares if share.channel in unfinished]  # a takeover's
-        cut = await self._walk(notice_id, kind, shares)
+        cut = await self._walk(notice_id, kind, shares, again=False)
         short = await self.check(notice_id, shares)
-        if short:  # walk the channel's audience again: the seen sets keep anyone from a repeat
+        if short:  # walk the channel's audience again, from the channel and language sets
+            # with every check (should the direct sets be wrong): the seen sets keep
+            # anyone from a repeat
             event(log, "cut.mismatch", logging.WARNING, notice=notice_id, **short)
             again = [share for share in shares if share.channel in short]
             async with self.redis.pipeline(transaction=True) as pipe:
                 for share in again:
-                    for source in range(len(share.sources)):
-                        pipe.hset(self.keys.cut_counter(notice_id), share.position(source), "-")
+                    route = share.route(again=True)
+                    for source in range(len(route.sources)):
+                        pipe.hset(self.keys.cut_counter(notice_id), route.position(source), "-")
                 await pipe.execute()
-            cut += await self._walk(notice_id, kind, again)
+            cut += await self._walk(notice_id, kind, again, again=True)
             still = await self.check(notice_id, again)
             if still:  # residents came or left while the audience was being cut
                 event(log, "cut.audience_changed", logging.WARNING, notice=notice_id, **still)
@@ -185,51 +210,59 @@ class Cutter:
             if p is not None and cut[c] != int(p)
         }
 
-    async def _walk(self, notice_id: str, kind: str, shares: list[Share]) -> int:
+    async def _walk(self, notice_id: str, kind: str, shares: list[Share], again: bool) -> int:
         cut, most = 0, 1
-        active = [(share, 0) for share in shares]  # with the source being walked
+        # each share with its route and the source being walked
+        active = [(share, share.route(again), 0) for share in shares]
         while active:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for share, i in active:
-                    await self._call(pipe, notice_id, kind, share, i, most)
+                for share, route, i in active:
+                    await self._call(pipe, notice_id, kind, share, route, i, most)
                 replies = await pipe.execute()
             following = []
-            for (share, i), (batches, finished) in zip(active, replies, strict=True):
+            for (share, route, i), (batches, finished) in zip(active, replies, strict=True):
                 cut += int(batches)
                 if not finished:
-                    following.append((share, i))
-                elif i + 1 < len(share.sources):
-                    following.append((share, i + 1))
+                    following.append((share, route, i))
+                elif i + 1 < len(route.sources):
+                    following.append((share, route, i + 1))
             active, most = following, min(most * 2, 16)
         return cut
 
     async def _call(
-        self, pipe: Any, notice_id: str, kind: str, share: Share, source: int, most: int
+        self,
+        pipe: Any,
+        notice_id: str,
+        kind: str,
+        share: Share,
+        route: Route,
+        source: int,
+        most: int,
     ) -> None:
         k = self.keys
         await self.scripts.run(
             "cut",
             client=pipe,
-            source_key=share.sources[source],
+            source_key=route.sources[source],
             seen_key=share.seen,
             carry_key=share.carry,
             stream_key=share.stream,
             cut_key=k.cut_counter(notice_id),
             progress_key=k.progress(notice_id),
-            check_keys=[key for check in share.checks for key in check],
+            check_keys=[key for check in route.checks for key in check],
             notice=notice_id,
             channel=share.channel,
             lang=share.lang,
             kind=kind,
             size=share.size,
             most=most,
-            position_field=share.position(source),
-            last_source="1" if source == len(share.sources) - 1 else "0",
+            position_field=route.position(source),
+            last_source="1" if source == len(route.sources) - 1 else "0",
             steps_per_call=STEPS_PER_CALL,
             page_size=PAGE,
             number_offset=share.index,
             number_step=share.of,
-            check_sizes=[len(check) for check in share.checks],
+            check_sizes=[len(check) for check in route.checks],
         )
 
     async def finish(self, notice_id: str, shares: list[Share]) -> None:

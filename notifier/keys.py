@@ -196,6 +196,17 @@ class Keys:
     def by_language(self, language: str) -> str:
         return f"{self.prefix}idx:lang:{language}"
 
+    def by_channel_language(self, channel: str, language: str) -> str:
+        """Those of ``channel`` who read ``language``: a whole-ward share of a notice is
+        walked straight from it, with nothing to check member by member."""
+        return f"{self.prefix}idx:reach:{channel}:{language}"
+
+    @property
+    def reach_built(self) -> str:
+        """Set once the by-channel-and-language sets hold the whole index (built from the
+        channel and language sets by the first process of the version that keeps them)."""
+        return f"{self.prefix}idx:reach"
+
     def index_before(self, key: str) -> str:
         """Where an index key stood as a plain set, before the index was ordered."""
         return key.replace(f"{self.prefix}idx:", f"{self.prefix}sub:", 1)

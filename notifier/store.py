@@ -96,16 +96,18 @@ class NoticeStore:
         return result.decode() if isinstance(result, bytes) else str(result)
 
     async def get(self, notice_id: str) -> dict[str, Any] | None:
-        async with self.redis.pipeline(transaction=False) as pipe:
+        names = list(CHANNELS)
+        async with self.redis.pipeline(transaction=False) as pipe:  # one round trip
             pipe.hgetall(self.keys.notice(notice_id))
             pipe.hgetall(self.keys.progress(notice_id))
-            record, progress = await pipe.execute()
+            pipe.mget([self.keys.paused(name) for name in names])
+            record, progress, reasons = await pipe.execute()
         if not record:
             return None
         view = self._view(notice_id, record, progress)
-        for channel, reason in (await self.paused()).items():
-            if channel in view["progress"] and view["progress"][channel]["pending"]:
-                view["progress"][channel]["paused"] = reason
+        for channel, reason in zip(names, reasons, strict=True):
+            if reason and channel in view["progress"] and view["progress"][channel]["pending"]:
+                view["progress"][channel]["paused"] = as_text(reason)
         return view
 
     async def paused(self) -> dict[str, str]:

@@ -23,6 +23,7 @@ from notifier.config import Settings
 from notifier.crypto import Sealer
 from notifier.keys import ALL, Keys
 from notifier.models import Subscriber, field_errors
+from notifier.recipients import Recipients
 from notifier.streams import as_text
 
 CSV_HEADER = ["channel", "address", "name", "areas", "topics", "language"]
@@ -99,24 +100,36 @@ class SubscriberStore:
             for subscriber_id in wanted:
                 pipe.hgetall(self.keys.subscriber(subscriber_id))
             rows = await pipe.execute()
-        contacts = await self.redis.hmget(self.keys.contacts, wanted) if wanted else []
+        contacts = cast(
+            "list[bytes | None]",
+            await self.redis.hmget(self.keys.contacts, wanted) if wanted else [],
+        )
         found = {
-            sid: _subscriber(row, self.sealer.open(as_text(contact)) if contact else None)
+            sid: _subscriber(row, self.sealer.open_value(contact) if contact else None)
             for sid, row, contact in zip(wanted, rows, contacts, strict=True)
         }
         return [found[sid] if sid is not None else None for sid in ids]
 
     async def addresses(self, ids: Iterable[str]) -> dict[str, tuple[str, str]]:
         """id → (address, name) for those of ``ids`` still subscribed (one round trip)."""
-        ids = list(ids)
+        found, _ = await self.recipients(list(ids))
+        return dict(zip(found.ids, zip(found.addresses, found.names, strict=True), strict=True))
+
+    async def recipients(self, ids: list[str]) -> tuple[Recipients, list[str]]:
+        """Those of ``ids`` still subscribed, with their current address, in the order
+        of ``ids``; and the ids no longer subscribed. One round trip, and no object made
+        per recipient: the worker asks this for every batch of 500."""
         if not ids:
-            return {}
+            return Recipients([], [], []), []
         contacts = await _hmget(self.redis, self.keys.contacts, ids)
-        found = [(sid, c) for sid, c in zip(ids, contacts, strict=True) if c is not None]
-        opened = self.sealer.open_many([c for _, c in found])
-        return {
-            sid: unpack_contact(contact) for (sid, _), contact in zip(found, opened, strict=True)
-        }
+        if None in contacts:
+            kept = [(sid, c) for sid, c in zip(ids, contacts, strict=True) if c is not None]
+            gone = [sid for sid, c in zip(ids, contacts, strict=True) if c is None]
+            ids, sealed = [sid for sid, _ in kept], [c for _, c in kept]
+        else:
+            gone, sealed = [], cast("list[bytes]", contacts)
+        parts = [contact.partition(SEPARATOR) for contact in self.sealer.open_many(sealed)]
+        return Recipients(ids, [p[0] for p in parts], [p[2] for p in parts]), gone
 
     async def save(self, subscribers: list[Subscriber]) -> list[tuple[str, bool]]:
         """Store all of them in one transaction; an existing address is updated, not doubled.
@@ -157,7 +170,8 @@ class SubscriberStore:
                         "updated": now,
                     },
                 )
-                contacts[subscriber_id] = self.sealer.seal(pack_contact(sub.address, sub.name))
+                contact = pack_contact(sub.address, sub.name)
+                contacts[subscriber_id] = self.sealer.seal_bytes(contact)
                 lookups[digest] = subscriber_id
                 results.append((subscriber_id, found is None))
             for key, ids in removals.items():
@@ -190,8 +204,11 @@ class SubscriberStore:
         """Stop sending to these subscribers (their address keeps failing), keeping their
         data; returns how many were newly suspended."""
         k = self.keys
+        languages = self.settings.ward.language_codes
         keys = [k.suspended(channel), k.by_channel(channel), k.census]
-        return int(await self._suspend(keys=[*keys, *map(k.subscriber, ids)], args=ids))
+        keys += [k.by_channel_language(channel, lang) for lang in languages]
+        args: list[int | str] = [len(languages), *languages, *ids]
+        return int(await self._suspend(keys=[*keys, *map(k.subscriber, ids)], args=args))
 
     async def audience_count(
         self, channel: str, areas: list[str], topics: list[str] | None, languages: list[str]
@@ -291,7 +308,7 @@ class SubscriberStore:
                             continue
                         address, _ = unpack_contact(contact)
                         new, *old = self._lookup_hashes(as_text(channel), address)
-                        pipe.hset(k.contacts, sid, self.sealer.seal(contact))
+                        pipe.hset(k.contacts, sid, self.sealer.seal_bytes(contact))
                         pipe.hset(k.subscriber_lookup, new, sid)
                         if old and old[0] != new:
                             pipe.hdel(k.subscriber_lookup, old[0])
@@ -307,6 +324,7 @@ class SubscriberStore:
             *(k.by_area(a) for a in (sub.areas or [ALL])),
             *(k.by_topic(t) for t in (sub.topics or [ALL])),
             k.by_language(sub.language),
+            k.by_channel_language(sub.channel, sub.language),
         ]
 
     def _unindex(self, pipe: Pipeline, subscriber_id: str, sub: Subscriber) -> None:
@@ -321,16 +339,37 @@ class SubscriberStore:
             *(k.by_area(a) for a in [*ward.area_codes, ALL]),
             *(k.by_topic(t) for t in [*ward.topic_codes, ALL]),
             *(k.by_language(lang) for lang in ward.language_codes),
+            *(
+                k.by_channel_language(c, lang)
+                for c in ("line", "email", "print")
+                for lang in ward.language_codes
+            ),
         ]
 
     async def upgrade_index(self) -> int:
         """Move an index kept as plain sets (before it was ordered) into the sorted sets,
-        a key at a time, each move atomic; safe to run again. Returns the keys moved."""
+        a key at a time, each move atomic; then build the by-channel-and-language sets if
+        the index is older than they are. Safe to run again. Returns the keys moved.
+
+        Every process runs this before it writes a subscriber: from then on the writes
+        keep the new sets. Until they are built, notices are cut from the channel and
+        language sets as before."""
+        k = self.keys
         moved = 0
         for key in self.index_keys():
-            moved += int(await self._upgrade(keys=[self.keys.index_before(key), key]))
-        if moved and not await self.redis.exists(self.keys.census):
+            moved += int(await self._upgrade(keys=[k.index_before(key), key]))
+        if moved and not await self.redis.exists(k.census):
             await self.recount()
+        if not await self.redis.exists(k.reach_built):
+            async with self.redis.pipeline(transaction=True) as pipe:  # all of them at once
+                for channel in ("line", "email", "print"):
+                    for lang in self.settings.ward.language_codes:
+                        pipe.zinterstore(
+                            k.by_channel_language(channel, lang),
+                            {k.by_channel(channel): 1, k.by_language(lang): 0},
+                        )
+                pipe.set(k.reach_built, "1")
+                await pipe.execute()
         return moved
 
     async def recount(self, chunk: int = 500) -> int:
@@ -440,9 +479,15 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 
-# KEYS: 1 the channel's suspended set, 2 its index, 3 the census, 4… the subscribers' hashes
-# ARGV: the subscribers' ids, in the order of their hashes
+# KEYS: 1 the channel's suspended set, 2 its index, 3 the census, 4… its set of each
+# language (the ward's, in order), then the subscribers' hashes
+# ARGV: 1 how many languages, 2… the ward's languages, then the subscribers' ids, in the
+# order of their hashes
 _SUSPEND = """
+local languages = tonumber(ARGV[1])
+local reach = {}  -- a language → the channel's set of its readers
+for j = 1, languages do reach[ARGV[1 + j]] = KEYS[3 + j] end
+local first = 2 + languages  -- the first id's place in ARGV
 local function sorted(codes)  -- as choices() writes them: space-separated, sorted
   local list = {}
   for code in string.gmatch(codes or '', '%S+') do list[#list + 1] = code end
@@ -450,10 +495,13 @@ local function sorted(codes)  -- as choices() writes them: space-separated, sort
   return table.concat(list, ' ')
 end
 local done = 0
-for i = 1, #ARGV do
-  local fields = redis.call('HMGET', KEYS[3 + i], 'channel', 'areas', 'topics', 'language')
+for i = first, #ARGV do
+  local hash = KEYS[3 + languages + i - first + 1]
+  local fields = redis.call('HMGET', hash, 'channel', 'areas', 'topics', 'language')
   if fields[1] and redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
     redis.call('ZREM', KEYS[2], ARGV[i])
+    local own = reach[fields[4] or 'ja']
+    if own then redis.call('ZREM', own, ARGV[i]) end
     local signature = fields[1] .. '|' .. sorted(fields[2]) .. '|' .. sorted(fields[3]) .. '|'
       .. (fields[4] or 'ja')
     redis.call('HINCRBY', KEYS[3], signature, -1)

@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from channels import Channel
-from channels.base import Batch, Outcome, Paused, PermanentError, Recipient, RetryableError
+from channels.base import Batch, Outcome, Paused, PermanentError, RetryableError
 from notifier.config import Settings
 from notifier.keys import LANES, Keys
 from notifier.logs import event
@@ -333,9 +333,7 @@ class ChannelWorker:
 
     async def _batch(self, entry: BatchEntry) -> tuple[Batch, list[str]]:
         """The batch with each recipient's current address; the ids no longer subscribed."""
-        found = await self.subscribers.addresses(entry.recipients)
-        gone = [sid for sid in entry.recipients if sid not in found]
-        recipients = tuple(Recipient(sid, *found[sid]) for sid in entry.recipients if sid in found)
+        recipients, gone = await self.subscribers.recipients(list(entry.recipients))
         return (
             Batch(
                 notice_id=entry.notice,

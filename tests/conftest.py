@@ -81,6 +81,7 @@ def _drop_keys(prefix: str) -> Any:
 @pytest.fixture
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     rt = Runtime.open(settings)
+    await rt.subscribers.upgrade_index()  # as every process does before it writes
     yield rt
     await rt.close()
 

@@ -49,22 +49,22 @@ local function flags(command, key, members)  -- a command per 1,000: Lua's stack
   end
   return found
 end
-local function wanted(members)  -- those in a set of every check, once each, not seen before
-  local keep = {}
-  for i = 1, #members do keep[i] = true end
-  for _, sets in ipairs(checks) do
-    local found = {}
-    for _, key in ipairs(sets) do
-      local member_of = flags('ZMSCORE', key, members)
-      for i = 1, #members do found[i] = found[i] or member_of[i] end
+local function wanted(members)  -- those in a set of every check, not seen before
+  local picked = members  -- a page of a sorted set: each member once
+  if #checks > 0 then
+    local keep = {}
+    for i = 1, #members do keep[i] = true end
+    for _, sets in ipairs(checks) do
+      local found = {}
+      for _, key in ipairs(sets) do
+        local member_of = flags('ZMSCORE', key, members)
+        for i = 1, #members do found[i] = found[i] or member_of[i] end
+      end
+      for i = 1, #members do keep[i] = keep[i] and found[i] end
     end
-    for i = 1, #members do keep[i] = keep[i] and found[i] end
-  end
-  local picked, page = {}, {}
-  for i = 1, #members do
-    if keep[i] and not page[members[i]] then
-      page[members[i]] = true
-      picked[#picked + 1] = members[i]
+    picked = {}
+    for i = 1, #members do
+      if keep[i] then picked[#picked + 1] = members[i] end
     end
   end
   local seen, new = flags('SMISMEMBER', seen_key, picked), {}

@@ -10,5 +10,6 @@ local now = ARGV[1]
 local channels = rest(ARGV, 2)
 
 for _, channel in ipairs(channels) do redis.call('HDEL', progress_key, channel .. ':cutting') end
-for _, key in ipairs(scratch_keys) do redis.call('DEL', key) end
+-- UNLINK: a whole ward's seen set is freed after the call, not inside it
+for _, key in ipairs(scratch_keys) do redis.call('UNLINK', key) end
 settle(progress_key, notice_key, now)

@@ -31,6 +31,24 @@ def test_opening_many_is_opening_each() -> None:
         Sealer(None).open_many(stored[:1])
 
 
+def test_sealed_as_bytes_opens_as_the_text_form_does_and_during_a_rotation() -> None:
+    old, new = SecretStr("the old key"), SecretStr("the new key")
+    texts = ["U" + "b" * 32, "練馬区豊玉北6-12-1\x1f練馬花子"]
+    sealer = Sealer(old)
+    raw = [sealer.seal_bytes(t) for t in texts]
+    assert all(b"b" * 32 not in r and "練馬".encode() not in r for r in raw)
+    assert raw[0] != sealer.seal_bytes(texts[0])  # a fresh nonce each time
+    assert sealer.open_many(raw) == texts == [sealer.open_value(r) for r in raw]
+    mixed = [raw[0], sealer.seal(texts[1]).encode(), Sealer(None).seal_bytes("plain")]
+    assert sealer.open_many(mixed) == [texts[0], texts[1], "plain"]
+    rotating = Sealer(new, previous=old)  # `notifier rotate-key` between the two
+    assert rotating.open_many([raw[0], rotating.seal_bytes(texts[1])]) == texts
+    with pytest.raises(ValueError, match="another NOTIFIER_SECRET_KEY"):
+        Sealer(new).open_many(raw)
+    with pytest.raises(ValueError, match="does not have"):
+        Sealer(None).open_many(raw)
+
+
 async def test_no_address_or_name_is_stored_in_clear(runtime: Runtime) -> None:
     store = runtime.subscribers
     people = [

@@ -66,7 +66,8 @@ async def test_a_cut_walks_on_after_a_restart_and_cuts_everyone_once(
     shares = await plan(runtime.redis, k, "n1", "line", groups, [], None, None, stream, 100)
     await runtime.redis.hset(k.progress("n1"), "line:cutting", 1)  # as the dispatcher plans
     async with runtime.redis.pipeline(transaction=False) as pipe:  # one call: one page
-        await Cutter(runtime.redis, k)._call(pipe, "n1", "announcement", shares[0], 0, 1)
+        route = shares[0].route(again=False)
+        await Cutter(runtime.redis, k)._call(pipe, "n1", "announcement", shares[0], route, 0, 1)
         await pipe.execute()
     assert 0 < sum((await cut_ids(runtime, stream)).values()) < 6000
     await runtime.close()

@@ -149,6 +149,25 @@ async def test_a_script_no_replica_confirms_in_time_is_done_but_not_replicated(
     assert (result, replicated) == (2, True)  # no replica asked for: no WAIT
 
 
+async def test_a_replicated_script_redis_has_forgotten_is_loaded_and_run_once(
+    runtime: Runtime,
+) -> None:
+    """A restarted or promoted Redis has no scripts: NOSCRIPT ran nothing, so the script
+    is loaded and run again, once."""
+    k = runtime.keys
+    lone = Scripts(runtime.redis, min_replicas=1, replica_timeout=0.05)
+    assert await lone.run_replicated("breaker", breaker_key=k.breaker("y"), seconds=9) == (
+        1,
+        False,
+    )
+    await runtime.redis.script_flush()
+    assert await lone.run_replicated("breaker", breaker_key=k.breaker("y"), seconds=9) == (
+        2,
+        False,
+    )
+    assert await runtime.redis.get(k.breaker("y")) == b"2"
+
+
 async def test_a_batch_record_no_replica_confirms_is_logged_and_counted(
     settings: Settings, runtime: Runtime, caplog: pytest.LogCaptureFixture
 ) -> None:
