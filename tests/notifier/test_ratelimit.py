@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import time
 
+import pytest
 from redis.asyncio import Redis
 
 from notifier.ratelimit import RateLimiter
@@ -45,3 +46,29 @@ async def test_a_burst_goes_at_once(runtime: Runtime) -> None:
     waits = [await limiter.acquire() for _ in range(5)]
     assert waits == [0, 0, 0, 0, 0]
     assert await limiter.acquire() > 0.05
+
+
+@pytest.mark.parametrize("late", [0.01, None])
+async def test_callers_held_up_together_do_not_go_out_together(
+    runtime: Runtime, late: float | None
+) -> None:
+    """Two callers wait for their slots (50 ms apart) while the event loop is blocked for
+    0.3 s: both wake late at once. With ``late``, each gives its slot up and takes a new
+    one, so they still go out 50 ms apart; without, they go out together."""
+    limiter = RateLimiter(runtime.redis, runtime.keys.scratch(f"late-{late}"), rate=20, late=late)
+    await limiter.acquire()  # the first slot: now
+    left: list[float] = []
+
+    async def call() -> None:
+        await limiter.acquire()
+        left.append(time.monotonic())
+
+    callers = [asyncio.create_task(call()) for _ in range(2)]
+    await asyncio.sleep(0.01)  # both have their slots, 50 and 100 ms from the first
+    time.sleep(0.3)  # the event loop is held up past both
+    await asyncio.gather(*callers)
+    apart = abs(left[1] - left[0])
+    if late is None:
+        assert apart < 0.02 and limiter.missed == 0
+    else:
+        assert apart >= 0.045 and limiter.missed == 2
