@@ -10,7 +10,9 @@ X takes so many posts in any 15 minutes and in any 24 hours. Every worker counts
 account's posts in one sorted set; a thread reserves room for all its posts before the
 first goes out, or waits until the windows have it; routine notices leave the last few
 of each window to alerts, which are counted but never held by the count. When X's answer
-says a window is spent (or X answers 429), every worker waits until the reset X names.
+says a window is spent (or X answers 429), every worker waits until the reset X names;
+and what it says remains of each window (less what was posted here since) holds too, so
+that posts another tool made on the account do not split a thread.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import sys
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import aiohttp
+from redis.typing import EncodableT, FieldT
 from tweepy.asynchronous import AsyncClient
 from tweepy.errors import Forbidden, HTTPException, TooManyRequests, TwitterServerError
 
@@ -52,9 +55,11 @@ LIMIT_HEADERS = {
 }
 _MARK = "\ue000"  # where the body goes in a rendered post
 
-# KEYS: 1 the account's posts (a sorted set by time), 2 X's "no posts until".
+# KEYS: 1 the account's posts (a sorted set by time), 2 X's "no posts until", 3 what X
+# last said of each window (`remaining|at|reset`).
 # ARGV: 1 now; 2, 3 the 15-minute window's seconds and the posts it allows this notice;
-# 4, 5 the same for the 24-hour window; 6… the posts to reserve (`<notice>:<post>`).
+# 4, 5 the same for the 24-hour window; 6 the posts of X's remaining this notice must
+# leave (the alert reserve; 0 for an alert); 7… the posts to reserve (`<notice>:<post>`).
 # Reserves them all at `now` and answers {"ok", 0}, or none and answers why and the
 # seconds until they would fit: {"x", s} (X said so), {"15min", s} or {"24h", s}.
 _RESERVE = """
@@ -62,7 +67,7 @@ local now = tonumber(ARGV[1])
 local blocked = tonumber(redis.call('GET', KEYS[2]) or '0')
 if blocked > now then return {'x', tostring(blocked - now)} end
 local posts = {}
-for i = 6, #ARGV do posts[#posts + 1] = ARGV[i] end
+for i = 7, #ARGV do posts[#posts + 1] = ARGV[i] end
 local held = {}  -- the thread's own earlier reservations, set aside while counting
 for _, post in ipairs(posts) do
   local at = redis.call('ZSCORE', KEYS[1], post)
@@ -81,6 +86,18 @@ for w = 2, 4, 2 do
     local until_room = seconds
     if oldest[2] then until_room = tonumber(oldest[2]) + seconds - now end
     if until_room > wait then why, wait = (w == 2 and '15min' or '24h'), until_room end
+  end
+end
+-- X's own word, which counts what other tools on the account posted: its remaining
+-- when it last answered, less the posts reserved here since
+local said = redis.call('HGETALL', KEYS[3])
+for i = 1, #said, 2 do
+  local remaining, at, reset = string.match(said[i + 1], '^(%d+)|([%d.]+)|([%d.]+)$')
+  if remaining and tonumber(reset) > now then
+    local since = redis.call('ZCOUNT', KEYS[1], '(' .. at, '+inf')
+    local room = tonumber(remaining) - since - tonumber(ARGV[6])
+    local until_reset = tonumber(reset) - now
+    if #posts > room and until_reset > wait then why, wait = 'x', until_reset end
   end
 end
 if why ~= 'ok' then
@@ -254,9 +271,11 @@ class XChannel(BaseChannel):
         unsure = k.x_unsure(batch.notice_id, i)
         if await redis.exists(unsure):
             ids[i] = await self._find(text)  # the last try may have posted it
+        went = time.time()
         if ids[i] is None:
             await self._wait_for_x()
             await redis.set(unsure, "1", ex=7 * 24 * 3600)
+            went = time.time()  # before X's answer: what X said then counts this one
             try:
                 ids[i] = await self._post(text, reply_to)
             except RetryableError as e:
@@ -265,7 +284,7 @@ class XChannel(BaseChannel):
                 raise
         async with redis.pipeline(transaction=True) as pipe:
             pipe.hset(k.x_thread(batch.notice_id), str(i), ids[i] or "")
-            pipe.zadd(k.x_posts, {_member(batch, i): time.time()}, xx=True)  # when it went
+            pipe.zadd(k.x_posts, {_member(batch, i): went}, xx=True)  # when it went
             pipe.delete(unsure)
             await pipe.execute()
 
@@ -323,11 +342,11 @@ class XChannel(BaseChannel):
             sys.maxsize if alert else settings.x_15min_limit - reserve,
             WINDOWS["24h"],
             sys.maxsize if alert else settings.x_daily_limit - reserve,
+            0 if alert else reserve,
             *(_member(batch, i) for i in indexes),
         ]
-        why, wait = map(
-            as_text, await self._reserve_script(keys=[k.x_posts, k.x_blocked], args=args)
-        )
+        keys = [k.x_posts, k.x_blocked, k.x_said]
+        why, wait = map(as_text, await self._reserve_script(keys=keys, args=args))
         if why == "ok":
             return
         seconds = max(1.0, float(wait))
@@ -354,6 +373,7 @@ class XChannel(BaseChannel):
         """Record X's "no more posts until" from a create-post answer's headers, for every
         worker; the seconds to wait (at least one after a 429)."""
         now = time.time()
+        await self._remember(headers, now)
         found = spent(headers, refused, now)
         if found is None:
             return 0.0
@@ -371,6 +391,22 @@ class XChannel(BaseChannel):
                 seconds=round(wait, 1),
             )
         return max(1.0, wait) if refused else max(0.0, wait)
+
+    async def _remember(self, headers: Mapping[str, str], now: float) -> None:
+        """Keep what X said of each window it names (remaining, reset) until that reset:
+        another tool posting on the account spends room this service cannot count."""
+        said = {}
+        for window, prefix in LIMIT_HEADERS.items():
+            remaining, reset = headers.get(f"{prefix}-remaining"), headers.get(f"{prefix}-reset")
+            if remaining and remaining.isdigit() and reset and reset.isdigit():
+                if float(reset) > now:
+                    said[window] = f"{remaining}|{now!r}|{reset}"
+        if said:
+            key = self.context.keys.x_said
+            async with self.context.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping=cast("dict[FieldT, EncodableT]", said))
+                pipe.expire(key, int(WINDOWS["24h"]) + 60)
+                await pipe.execute()
 
     async def close(self) -> None:
         if self._client is not None and self._client.session is not None:

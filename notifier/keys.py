@@ -111,6 +111,13 @@ class Keys:
         """Set when X said no more posts until a time (epoch seconds); expires then."""
         return f"{self.prefix}x:blocked"
 
+    @property
+    def x_said(self) -> str:
+        """What X's last create-post answer said of each window: ``remaining|at|reset``
+        (epoch seconds), so that posts made meanwhile by another tool on the same account
+        are counted too."""
+        return f"{self.prefix}x:said"
+
     def rate_limit(self, name: str) -> str:
         return f"{self.prefix}rate:{name}"
 

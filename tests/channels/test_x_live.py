@@ -315,6 +315,29 @@ async def test_a_429_waits_for_the_window_x_says_is_spent(
     assert fake_x.posts[-1]["at"] - spent_at >= 3.0
 
 
+async def test_room_another_tool_took_is_counted_and_a_thread_waits_for_it(
+    runtime: Runtime, running: Service, fake_x: FakeX
+) -> None:
+    """Another tool on the ward's account posts 3 of the window's 5: X's answer to the
+    service's next post says 1 remains, and a thread of 4 then waits for the window's
+    reset, instead of posting its first at once and stopping half-way."""
+    fake_x.limits[POST_TWEETS], fake_x.window = 5, 3.0
+    other = AsyncClient(**{k.removeprefix("x_"): v for k, v in X_CREDENTIALS.items()})
+    other.session = x_session(fake_x.url)
+    try:
+        for n in range(3):
+            await other.create_tweet(text=f"別の投稿{n}", user_auth=True)
+    finally:
+        await other.session.close()
+    await finished(runtime, await post(runtime, title="一件目", areas=[]))
+    notice_id = await post(runtime, title="避難指示", body=LONG, areas=[])
+    assert (await finished(runtime, notice_id))["progress"]["x"]["sent"] == 1
+    chain = fake_x.thread(fake_x.posts[-1]["id"])
+    assert [p["text"][-5:] for p in chain] == [f"({i}/4)" for i in range(1, 5)]
+    assert chain[0]["at"] - fake_x.posts[0]["at"] >= 2.9  # not before the reset
+    assert [s for _, _, s in fake_x.responses if s >= 400] == []
+
+
 @pytest.mark.parametrize("mention", [True, False])
 async def test_a_thread_with_a_link_has_it_in_one_post(
     tmp_path: Path, prefix: str, fake_x: FakeX, runtime: Runtime, mention: bool
