@@ -232,7 +232,18 @@ def main() -> int:
     p.add_argument("--line", type=int, default=400_000, help="LINE subscribers")
     p.add_argument("--backlog", type=int, default=200_000, help="routine LINE recipients queued")
     p.add_argument("--email", type=int, default=2_000, help="email subscribers")
-    p.add_argument("--rate", type=float, default=2000.0, help="the fake's multicast limit /s")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="the fake's multicast limit /s (default: LINE's table, 200)",
+    )
+    p.add_argument(
+        "--service-rate",
+        type=float,
+        default=None,
+        help="NOTIFIER_LINE_RATE_LIMIT for the service (default: the service's own, 190)",
+    )
     p.add_argument("--concurrency", type=int, default=32, help="batches in flight per worker")
     p.add_argument("--timeout", type=float, default=300.0)
     p.add_argument(
