@@ -129,15 +129,21 @@ def request_bodies(posts: list[str], ids: list[str | None]) -> list[dict[str, An
     return bodies
 
 
+def windows(headers: Mapping[str, str]) -> dict[str, tuple[int, int]]:
+    """What X's answer says of each window it names: (remaining, reset epoch seconds)."""
+    said = {}
+    for window, prefix in LIMIT_HEADERS.items():
+        remaining, reset = headers.get(f"{prefix}-remaining"), headers.get(f"{prefix}-reset")
+        if remaining and remaining.isdigit() and reset and reset.isdigit():
+            said[window] = (int(remaining), int(reset))
+    return said
+
+
 def spent(headers: Mapping[str, str], refused: bool, now: float) -> tuple[str, float] | None:
     """(window, epoch seconds) when X's answer says no more posts until then: the window
     whose remaining is 0 (the latest reset of several), or, on a 429 that names none, the
     15-minute reset (a minute when X gives none)."""
-    found = []
-    for window, prefix in LIMIT_HEADERS.items():
-        remaining, reset = headers.get(f"{prefix}-remaining"), headers.get(f"{prefix}-reset")
-        if remaining == "0" and reset is not None and reset.isdigit():
-            found.append((float(reset), window))
+    found = [(float(reset), w) for w, (left, reset) in windows(headers).items() if left == 0]
     if found:
         until, window = max(found)
         return window, until
@@ -395,12 +401,11 @@ class XChannel(BaseChannel):
     async def _remember(self, headers: Mapping[str, str], now: float) -> None:
         """Keep what X said of each window it names (remaining, reset) until that reset:
         another tool posting on the account spends room this service cannot count."""
-        said = {}
-        for window, prefix in LIMIT_HEADERS.items():
-            remaining, reset = headers.get(f"{prefix}-remaining"), headers.get(f"{prefix}-reset")
-            if remaining and remaining.isdigit() and reset and reset.isdigit():
-                if float(reset) > now:
-                    said[window] = f"{remaining}|{now!r}|{reset}"
+        said = {
+            window: f"{remaining}|{now!r}|{reset}"
+            for window, (remaining, reset) in windows(headers).items()
+            if reset > now
+        }
         if said:
             key = self.context.keys.x_said
             async with self.context.redis.pipeline(transaction=True) as pipe:

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 SEALED = "e1:"  # the scheme and key generation of a sealed value, as text (base64)
 SEALED_RAW = b"e2"  # the same, as bytes: nonce and ciphertext as they are (no base64)
 PLAIN = "p:"  # no key configured (a trial): stored as it is, and `check` says so
+NO_KEY = "sealed with a key this process does not have (NOTIFIER_SECRET_KEY)"
 
 
 class Sealer:
@@ -43,12 +44,13 @@ class Sealer:
     def open(self, stored: str) -> str:
         if stored.startswith(PLAIN):
             return stored[len(PLAIN) :]
-        if not stored.startswith(SEALED) or self._aead is None:
-            raise ValueError("sealed with a key this process does not have (NOTIFIER_SECRET_KEY)")
+        if not stored.startswith(SEALED):
+            raise ValueError(NO_KEY)
         return self._decrypt(base64.b64decode(stored[len(SEALED) :]))
 
     def _decrypt(self, raw: bytes) -> str:
-        assert self._aead is not None
+        if self._aead is None:
+            raise ValueError(NO_KEY)
         try:
             return self._aead.decrypt(raw[:12], raw[12:], None).decode()
         except InvalidTag:
@@ -75,10 +77,6 @@ class Sealer:
     def open_value(self, value: bytes) -> str:
         """``open`` for a value as Redis returns it: sealed as bytes or as text."""
         if value.startswith(SEALED_RAW):
-            if self._aead is None:
-                raise ValueError(
-                    "sealed with a key this process does not have (NOTIFIER_SECRET_KEY)"
-                )
             return self._decrypt(value[2:])
         sealed = SEALED.encode()
         if self._aead is not None and value.startswith(sealed):

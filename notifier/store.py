@@ -105,16 +105,15 @@ class NoticeStore:
         if not record:
             return None
         view = self._view(notice_id, record, progress)
-        for channel, reason in zip(names, reasons, strict=True):
-            if reason and channel in view["progress"] and view["progress"][channel]["pending"]:
-                view["progress"][channel]["paused"] = as_text(reason)
+        for channel, reason in _paused(names, reasons).items():
+            if channel in view["progress"] and view["progress"][channel]["pending"]:
+                view["progress"][channel]["paused"] = reason
         return view
 
     async def paused(self) -> dict[str, str]:
         """Channels that hold their batches for now, with the reason."""
         names = list(CHANNELS)
-        reasons = await self.redis.mget([self.keys.paused(name) for name in names])
-        return {name: as_text(r) for name, r in zip(names, reasons, strict=True) if r}
+        return _paused(names, await self.redis.mget([self.keys.paused(n) for n in names]))
 
     async def list(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         members = cast("list[bytes]", await self.redis.zrevrange(self.keys.notices, 0, -1))
@@ -170,3 +169,8 @@ class NoticeStore:
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def _paused(names: list[str], reasons: list[bytes | str | None]) -> dict[str, str]:
+    """The channels of ``names`` paused, with the reason (their keys' values, read)."""
+    return {name: as_text(r) for name, r in zip(names, reasons, strict=True) if r}

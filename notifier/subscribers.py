@@ -27,6 +27,7 @@ from notifier.recipients import Recipients
 from notifier.streams import as_text
 
 CSV_HEADER = ["channel", "address", "name", "areas", "topics", "language"]
+SUBSCRIBED = ("line", "email", "print")  # the channels residents subscribe to, one by one
 
 
 class ImportError_(ValueError):
@@ -128,8 +129,8 @@ class SubscriberStore:
             ids, sealed = [sid for sid, _ in kept], [c for _, c in kept]
         else:
             gone, sealed = [], cast("list[bytes]", contacts)
-        parts = [contact.partition(SEPARATOR) for contact in self.sealer.open_many(sealed)]
-        return Recipients(ids, [p[0] for p in parts], [p[2] for p in parts]), gone
+        opened = [unpack_contact(contact) for contact in self.sealer.open_many(sealed)]
+        return Recipients(ids, [a for a, _ in opened], [n for _, n in opened]), gone
 
     async def save(self, subscribers: list[Subscriber]) -> list[tuple[str, bool]]:
         """Store all of them in one transaction; an existing address is updated, not doubled.
@@ -335,15 +336,11 @@ class SubscriberStore:
         """Every key of the subscriber index."""
         k, ward = self.keys, self.settings.ward
         return [
-            *(k.by_channel(c) for c in ("line", "email", "print")),
+            *(k.by_channel(c) for c in SUBSCRIBED),
             *(k.by_area(a) for a in [*ward.area_codes, ALL]),
             *(k.by_topic(t) for t in [*ward.topic_codes, ALL]),
             *(k.by_language(lang) for lang in ward.language_codes),
-            *(
-                k.by_channel_language(c, lang)
-                for c in ("line", "email", "print")
-                for lang in ward.language_codes
-            ),
+            *(k.by_channel_language(c, lang) for c in SUBSCRIBED for lang in ward.language_codes),
         ]
 
     async def upgrade_index(self) -> int:
@@ -362,7 +359,7 @@ class SubscriberStore:
             await self.recount()
         if not await self.redis.exists(k.reach_built):
             async with self.redis.pipeline(transaction=True) as pipe:  # all of them at once
-                for channel in ("line", "email", "print"):
+                for channel in SUBSCRIBED:
                     for lang in self.settings.ward.language_codes:
                         pipe.zinterstore(
                             k.by_channel_language(channel, lang),
@@ -440,7 +437,7 @@ class SubscriberStore:
         """How many subscribers each channel, area, topic and language has (no one's data)."""
         ward = self.settings.ward
         groups = {
-            "channel": [(c, self.keys.by_channel(c)) for c in ("line", "email", "print")],
+            "channel": [(c, self.keys.by_channel(c)) for c in SUBSCRIBED],
             "area": [(a, self.keys.by_area(a)) for a in [*ward.area_codes, ALL]],
             "topic": [(t, self.keys.by_topic(t)) for t in [*ward.topic_codes, ALL]],
             "language": [(lang, self.keys.by_language(lang)) for lang in ward.language_codes],
@@ -457,10 +454,10 @@ class SubscriberStore:
 
     async def counts(self) -> dict[str, int]:
         async with self.redis.pipeline(transaction=False) as pipe:
-            for channel in ("line", "email", "print"):
+            for channel in SUBSCRIBED:
                 pipe.zcard(self.keys.by_channel(channel))
             values = await pipe.execute()
-        return dict(zip(("line", "email", "print"), values, strict=True))
+        return dict(zip(SUBSCRIBED, values, strict=True))
 
 
 # KEYS: the index key as a plain set (before), the sorted set it becomes
