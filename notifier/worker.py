@@ -36,6 +36,7 @@ from notifier.subscribers import SubscriberStore
 log = logging.getLogger("notifier.worker")
 
 GROUP = "deliver"
+URGENT_WAIT_MS = 50  # with an alert in hand, how long a read waits for its next batches
 
 
 def backoff(attempt: int, base: float, cap: float = 600.0) -> float:
@@ -110,8 +111,9 @@ class ChannelWorker:
                         inflight[lane].add(task)
                         task.add_done_callback(inflight[lane].discard)
                     busy = inflight["urgent"] | inflight["normal"]
-                    if not work and busy:  # wait for a slot, briefly: an alert is looked
-                        # for again within 50 ms
+                    if not work and busy and not 0 < free["urgent"] < self.concurrency:
+                        # wait for a slot, briefly: an alert is looked for again within
+                        # 50 ms (with an alert in hand, the read itself waited so)
                         await asyncio.wait(busy, timeout=0.05, return_when=FIRST_COMPLETED)
                 except RedisError as e:  # nothing is acknowledged, so nothing is lost
                     event(
@@ -141,11 +143,14 @@ class ChannelWorker:
         being delivered, in the channel's quiet hours, or with no routine slot free, only
         the urgent lane is read: routine batches wait on their stream."""
         normal = urgent if normal is None else normal
+        alerting = urgent < self.concurrency  # urgent batches in hand: they have the rate
         if urgent > 0:
-            found = await self._read({self.streams[0]: ">"}, urgent, block=None)
+            # with an alert in hand, its next batches are waited for (up to 50 ms) as its
+            # cut makes them, so that none waits on a slot the worker does not look at
+            block = URGENT_WAIT_MS if alerting else None
+            found = await self._read({self.streams[0]: ">"}, urgent, block=block)
             if found:
                 return found
-        alerting = urgent < self.concurrency  # urgent batches in hand: they have the rate
         quiet = self.settings.quiet_until(self.channel.name, self.now()) is not None
         if normal <= 0 or alerting:
             return []

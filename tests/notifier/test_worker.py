@@ -339,3 +339,60 @@ async def test_a_batch_slower_than_the_visibility_timeout_is_sent_once(
     assert result["progress"]["line"]["sent"] == 5
     assert delivered(settings) == Counter(USERS)
     assert sum(len(channel.sends) for channel in slow) == 1
+
+
+class Held(LineChannel):
+    """Holds every batch until ``release`` is set; ``handed`` names the batches it took."""
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        self.release = asyncio.Event()
+        self.handed: list[str] = []
+
+    async def _send(self, batch: Batch) -> Outcome:
+        self.handed.append(batch.notice_id)
+        await self.release.wait()
+        return Outcome()
+
+
+async def test_with_an_alert_in_hand_its_next_batch_is_taken_as_it_comes(
+    settings: Settings, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While its alert's first batch is being sent, a worker waits on the urgent lane for
+    the next (the cut makes them meanwhile): a batch that comes is taken at once, not
+    when the wait ends; a routine batch waits for the alert."""
+    monkeypatch.setattr("notifier.worker.URGENT_WAIT_MS", 5_000)
+    channel = Held(context(settings, runtime))
+    worker = ChannelWorker(
+        channel, settings, runtime.redis, runtime.keys, runtime.subscribers, concurrency=4
+    )
+    k = runtime.keys
+    for lane in ("urgent", "normal"):
+        await runtime.redis.xgroup_create(k.delivery("line", lane), GROUP, id="0", mkstream=True)
+
+    async def add(name: str, lane: str) -> None:
+        job = BatchEntry(name, "alert", "line", "ja", n=0, size=0, attempt=1)
+        await runtime.redis.hset(k.rendered(name), "line:ja", json.dumps({"messages": []}))
+        await runtime.redis.xadd(k.delivery("line", lane), job.to_fields())
+
+    stop = asyncio.Event()
+    await add("a0", "urgent")
+    task = asyncio.create_task(worker.run(stop))
+    try:
+
+        async def handed(n: int) -> bool:
+            return len(channel.handed) >= n
+
+        await wait_for(lambda: handed(1), timeout=10)
+        await asyncio.sleep(0.2)  # the worker is now waiting on the urgent lane
+        await add("routine", "normal")
+        await add("a1", "urgent")
+        await wait_for(lambda: handed(2), timeout=3)  # before the 5 s wait could end
+        assert channel.handed == ["a0", "a1"]
+        channel.release.set()
+        await wait_for(lambda: handed(3), timeout=15)
+        assert channel.handed == ["a0", "a1", "routine"]
+    finally:
+        stop.set()
+        channel.release.set()
+        await asyncio.wait_for(task, 15)
