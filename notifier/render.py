@@ -6,14 +6,15 @@ import re
 from datetime import datetime
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
+from jinja2.runtime import Context as JinjaContext
 from markupsafe import Markup, escape
 
 from notifier.config import PROJECT_ROOT, Settings
 from notifier.models import Alert, AnyNotice
+from notifier.when import local_time
 
 TEMPLATES_DIR = PROJECT_ROOT / "templates"
-WEEKDAYS_JA = "月火水木金土日"
 MARKS = {
     "ja": {
         "advisory": "注意",
@@ -58,14 +59,6 @@ def bracketed(marks: list[str], lang: str) -> str:
     return "".join(f"【{m}】" for m in marks)
 
 
-def japanese_date(value: datetime) -> str:
-    """2026年11月26日（木）9時00分 — the form the ward writes dates in."""
-    return (
-        f"{value.year}年{value.month}月{value.day}日（{WEEKDAYS_JA[value.weekday()]}）"
-        f"{value.hour}時{value.minute:02d}分"
-    )
-
-
 def furigana(text: str, readings: dict[str, str]) -> Markup:
     """``text`` escaped, each word of ``readings`` with its reading above it: an inline
     block holding the reading and the word (WeasyPrint does not lay out <ruby>)."""
@@ -103,8 +96,14 @@ class Templates:
             lstrip_blocks=True,
             keep_trailing_newline=False,
         )
-        self.env.filters["japanese_date"] = japanese_date
+        self.env.filters["when"] = self._when
         self.env.filters["furigana"] = furigana
+
+    @pass_context
+    def _when(self, context: JinjaContext, value: datetime, **parts: bool) -> str:
+        """``{{ published | when }}``: the time as the template's reader (its ``lang``)
+        reads it, in the ward's time zone (``notifier.when.local_time``)."""
+        return local_time(value, self.settings.tz, context.get("lang", "ja"), **parts)
 
     def load(self, *folders: str) -> None:
         """Compile the templates under ``folders`` now: the first notice would otherwise
