@@ -38,10 +38,21 @@ class Named(BaseModel):
     code: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     name: str
     name_en: str | None = None
+    names: dict[str, str] = Field(default_factory=dict)  # in the ward's other languages
     cap: list[str] = Field(default_factory=list)  # CAP geocode values or areaDesc names
 
     def label(self, lang: str) -> str:
-        return self.name_en if lang == "en" and self.name_en else self.name
+        return _label(self.name, self.name_en, self.names, lang)
+
+
+def _label(name: str, name_en: str | None, names: dict[str, str], lang: str) -> str:
+    """A name as a reader of ``lang`` reads it: its own name in that language, else the
+    English one for a reader of neither Japanese, else the Japanese."""
+    if lang in names:
+        return names[lang]
+    if lang not in ("ja", "easy") and name_en:
+        return name_en
+    return name
 
 
 class Ward(BaseModel):
@@ -49,6 +60,7 @@ class Ward(BaseModel):
 
     name: str = "練馬区"
     name_en: str = "Nerima City"
+    names: dict[str, str] = Field(default_factory=dict)  # in the ward's other languages
     phone: str = "03-3993-1111"
     cap: list[str] = Field(default_factory=list)  # CAP geocodes / areaDesc for the whole ward
     readings: dict[str, str] = Field(default_factory=dict)  # furigana for every heading
@@ -71,7 +83,16 @@ class Ward(BaseModel):
                 raise ValueError(f"ward.{kind} is empty")
         if "ja" not in self.language_codes:
             raise ValueError("ward.languages must include ja")
+        offered = set(self.language_codes)
+        for names in [self.names, *(item.names for item in [*self.areas, *self.topics])]:
+            unknown = sorted(set(names) - offered)
+            if unknown:
+                raise ValueError(f"names in {', '.join(unknown)}: not a language of ward.languages")
         return self
+
+    def label(self, lang: str) -> str:
+        """The ward's name as a reader of ``lang`` reads it."""
+        return _label(self.name, self.name_en, self.names, lang)
 
     @property
     def area_codes(self) -> list[str]:

@@ -27,6 +27,7 @@ __all__ = [
     "payload",
     "postback",
     "sign",
+    "sticker_message",
     "text_message",
     "unfollow",
     "webhook_event_id",
@@ -93,6 +94,20 @@ def text_message(user_id: str, reply_token: str, text: str, **overrides: Any) ->
         "text": text,
         "quoteToken": secrets.token_urlsafe(48),
         "markAsReadToken": secrets.token_urlsafe(24),
+    }
+    return _event("message", user_id, overrides, replyToken=reply_token, message=message)
+
+
+def sticker_message(user_id: str, reply_token: str, **overrides: Any) -> dict[str, Any]:
+    """The user sent the account a sticker (one of LINE's own basic stickers)."""
+    message = {
+        "id": _message_id(),
+        "type": "sticker",
+        "packageId": "446",
+        "stickerId": "1988",
+        "stickerResourceType": "STATIC",
+        "keywords": ["Happy"],
+        "quoteToken": secrets.token_urlsafe(48),
     }
     return _event("message", user_id, overrides, replyToken=reply_token, message=message)
 

@@ -74,11 +74,13 @@ class LineWebhook:
             new, replies = line_chat.on_postback(ward, choices, event.postback.data)
             if new != choices or subscriber_id is None:
                 subscriber_id = await self._save(user_id, new)
-        elif isinstance(event, MessageEvent) and isinstance(event.message, TextMessageContent):
+        elif isinstance(event, MessageEvent):  # text, a sticker, a photo…: each is answered
             if subscriber_id is None:
                 subscriber_id = await self._save(user_id, choices)
-            wants = line_chat.wants_settings(event.message.text)
-            replies = line_chat.menu(ward, choices) if wants else line_chat.help_text(ward)
+            if isinstance(event.message, TextMessageContent):
+                replies = line_chat.on_text(ward, choices, event.message.text)
+            else:
+                replies = line_chat.on_other(ward, choices)
         log_event(log, "line.event", type=event.type, subscriber=subscriber_id)
         await self._reply(event, replies)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from notifier.config import load_settings
+from notifier.config import Ward, load_settings
 
 
 def test_environment_wins_over_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,3 +53,25 @@ def test_bad_ward_data_is_refused() -> None:
         )
     with pytest.raises(ValidationError, match="unknown time zone"):
         load_settings(timezone="Mars/Olympus")
+
+
+def test_a_name_in_a_language_the_ward_does_not_offer_is_refused() -> None:
+    ward = load_settings().ward.model_dump()
+    ward["areas"][0]["names"] = {"fr": "Nérima"}
+    with pytest.raises(ValueError, match="names in fr: not a language of ward.languages"):
+        Ward.model_validate(ward)
+
+
+def test_names_read_in_each_language_with_english_for_other_readers() -> None:
+    ward = load_settings().ward
+    oizumi = ward.area("oizumi")
+    assert [oizumi.label(lang) for lang in ("ja", "easy", "en", "zh", "ko")] == [
+        "大泉",
+        "おおいずみ（大泉）",
+        "Oizumi",
+        "大泉",
+        "오이즈미",
+    ]
+    bare = oizumi.model_copy(update={"names": {}})
+    assert [bare.label(lang) for lang in ("easy", "zh", "ko")] == ["大泉", "Oizumi", "Oizumi"]
+    assert ward.label("ko") == "네리마구" and ward.label("en") == "Nerima City"

@@ -23,6 +23,7 @@ from tests.line_events import (
     payload,
     postback,
     sign,
+    sticker_message,
     text_message,
     unfollow,
 )
@@ -87,17 +88,24 @@ async def test_follow_choose_receive_and_leave(
     assert await resident.send(follow(USER, resident.token())) == 200
     assert await choices_of(runtime, USER) == {"areas": [], "topics": [], "language": "ja"}
     welcome = resident.last_reply()
-    assert "登録いただき" in welcome[0]["text"]
+    assert "練馬区のお知らせへようこそ" in welcome[0]["text"]
     labels = [i["action"]["label"] for i in welcome[1]["quickReply"]["items"]]
-    assert labels == ["練馬", "光が丘", "石神井", "大泉", "区内全域"]
+    assert labels == ["日本語", "やさしい日本語", "English", "中文", "한국어"]
 
+    await resident.send(postback(USER, resident.token(), resident.choice("日本語")))
+    labels = [i["action"]["label"] for i in resident.last_reply()[0]["quickReply"]["items"]]
+    assert labels == ["練馬", "光が丘", "石神井", "大泉", "すべての地域"]
     await resident.send(postback(USER, resident.token(), resident.choice("大泉")))
     assert "地域を「大泉」にしました" in resident.last_reply()[0]["text"]
     await resident.send(postback(USER, resident.token(), resident.choice("ごみ・リサイクル")))
     await resident.send(postback(USER, resident.token(), resident.choice("防災")))
+    assert "防災を追加しました" in resident.last_reply()[0]["text"]
     await resident.send(postback(USER, resident.token(), resident.choice("✓防災")))  # off again
+    assert "防災を外しました" in resident.last_reply()[0]["text"]
     await resident.send(postback(USER, resident.token(), resident.choice("完了")))
-    assert "設定を保存しました" in resident.last_reply()[0]["text"]
+    saved = resident.last_reply()
+    assert "設定を保存しました" in saved[0]["text"]
+    assert saved[1]["type"] == "flex"  # the button that opens the settings again
     assert await choices_of(runtime, USER) == {
         "areas": ["oizumi"],
         "topics": ["garbage"],
@@ -134,8 +142,22 @@ async def test_every_reply_is_one_line_would_take(resident: Resident, fake_line:
     await resident.send(postback(USER, resident.token(), "do=menu&v=topic"))
     await resident.send(postback(USER, resident.token(), "do=menu&v=lang"))
     await resident.send(text_message(USER, resident.token(), "こんにちは"))
-    assert [status for path, status in fake_line.responses if "reply" in path] == [200] * 4
     assert "お問い合わせ" in resident.last_reply()[0]["text"]
+    await resident.send(postback(USER, resident.token(), "do=done"))  # a Flex button too
+    assert [status for path, status in fake_line.responses if "reply" in path] == [200] * 5
+
+
+async def test_an_english_resident_is_answered_in_english_even_for_a_sticker(
+    resident: Resident, runtime: Runtime
+) -> None:
+    await resident.send(follow(USER, resident.token()))
+    await resident.send(postback(USER, resident.token(), resident.choice("English")))
+    assert (await choices_of(runtime, USER) or {})["language"] == "en"
+    assert resident.last_reply()[0]["text"].startswith("Choose the area where you live.")
+    await resident.send(sticker_message(USER, resident.token()))
+    (answer,) = resident.last_reply()
+    assert "This account sends notices from Nerima City." in answer["text"]
+    assert [i["action"]["label"] for i in answer["quickReply"]["items"]] == ["Settings"]
 
 
 @pytest.mark.parametrize("secret", ["not-the-secret", ""])
