@@ -35,6 +35,7 @@ from channels.base import (
 )
 from channels.outbox import write_json
 from notifier.config import Settings
+from notifier.i18n import speaker
 from notifier.logs import event
 from notifier.models import AnyNotice
 from notifier.ratelimit import RateLimiter
@@ -81,8 +82,8 @@ def flex_message(templates: Templates, notice: AnyNotice, lang: str) -> dict[str
     title, body = notice.title_in(lang), notice.body_in(lang)
     marks = bracketed(alert_marks(notice, lang), lang)  # the phone's notification shows it
     alt_text = fit_text(f"{marks}{title}\n{body}", ALT_TEXT_LIMIT, "")
-    more = "\n（続きはリンク先へ）" if notice.url and lang != "en" else ""
-    more = "\n(More at the link below)" if notice.url and lang == "en" else more
+    say = speaker(lang)
+    more = "\n" + say("（続きはリンク先へ）") if notice.url else ""
 
     def render(body_text: str) -> dict[str, Any]:
         text = templates.render(

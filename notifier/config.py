@@ -62,6 +62,8 @@ class Ward(BaseModel):
     name_en: str = "Nerima City"
     names: dict[str, str] = Field(default_factory=dict)  # in the ward's other languages
     phone: str = "03-3993-1111"
+    # the ward's shelters and hazard map, linked from every alert (https; none: no link)
+    hazard_map_url: str | None = None
     cap: list[str] = Field(default_factory=list)  # CAP geocodes / areaDesc for the whole ward
     readings: dict[str, str] = Field(default_factory=dict)  # furigana for every heading
     areas: list[Named]
@@ -89,6 +91,18 @@ class Ward(BaseModel):
             if unknown:
                 raise ValueError(f"names in {', '.join(unknown)}: not a language of ward.languages")
         return self
+
+    @field_validator("hazard_map_url")
+    @classmethod
+    def _hazard_map(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError("the hazard map's address must start with https://")
+        return value
+
+    @property
+    def tel(self) -> str:
+        """The ward's number as a link a phone dials (``tel:0339931111``)."""
+        return "tel:" + re.sub(r"[^0-9+]", "", self.phone)
 
     def label(self, lang: str) -> str:
         """The ward's name as a reader of ``lang`` reads it."""

@@ -22,9 +22,16 @@ from notifier.config import PROJECT_ROOT
 CATALOGUES = PROJECT_ROOT / "templates" / "i18n"
 SOURCE = "ja"  # the language the messages are written in: no catalogue of its own
 KEYWORDS = {"_": None, "say": None, "N_": None}  # the calls that say a message, for Babel
-SAID_IN = ("notifier/line_chat.py",)  # the files that say them (from the project's root)
+# the files that say them (from the project's root), and how Babel reads each
+SAID_IN = {
+    "notifier/line_chat.py": "python",
+    "channels/line.py": "python",
+    "templates/line/announcement.json": "jinja2.ext:babel_extract",
+    "templates/line/announcement.txt": "jinja2.ext:babel_extract",
+}
 
 Say = Callable[[str], str]
+SEPARATORS = {"en": ", ", "ko": ", ", "zh": "、"}  # between names in a list; else ・
 
 
 def catalogue_path(lang: str) -> Path:
@@ -44,6 +51,11 @@ def translations(lang: str) -> gettext.NullTranslations:
     write_mo(compiled, catalog, use_fuzzy=False)
     compiled.seek(0)
     return gettext.GNUTranslations(compiled)
+
+
+def joined(names: list[str], lang: str) -> str:
+    """Names one after another, as ``lang`` lists them: 練馬・大泉, Nerima, Oizumi."""
+    return SEPARATORS.get(lang, "・").join(names)
 
 
 def N_(message: str) -> str:  # gettext's name for it

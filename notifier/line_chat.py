@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from notifier.config import Ward
-from notifier.i18n import N_, SOURCE, Say, speaker
+from notifier.i18n import N_, SOURCE, Say, joined, speaker
 
 # what a resident may send to open the settings, and the language each word is in
 SETTINGS_WORDS = {
@@ -36,7 +36,6 @@ HELP_WORDS = {"ヘルプ": "ja", "help": "en", "帮助": "zh", "도움말": "ko"
 QUICK_REPLY_MAX = 13
 LABEL_MAX = 20  # a quick reply's label
 BUTTON_LABEL_MAX = 40  # a Flex button's label
-SEPARATORS = {"en": ", ", "ko": ", ", "zh": "、"}  # between names in a list; else ・
 
 
 @dataclass(frozen=True)
@@ -65,15 +64,11 @@ def _text(text: str, items: list[dict[str, Any]] | None = None) -> dict[str, Any
     return message
 
 
-def _joined(names: list[str], lang: str) -> str:
-    return SEPARATORS.get(lang, "・").join(names)
-
-
 def describe(ward: Ward, choices: Choices) -> str:
     lang = choices.language
     _ = speaker(lang)
-    areas = _joined([ward.area(a).label(lang) for a in choices.areas], lang)
-    topics = _joined([ward.topic(t).label(lang) for t in choices.topics], lang)
+    areas = joined([ward.area(a).label(lang) for a in choices.areas], lang)
+    topics = joined([ward.topic(t).label(lang) for t in choices.topics], lang)
     language = next(x.name for x in ward.languages if x.code == lang)
     return "\n".join(
         (
@@ -128,7 +123,7 @@ def ask_topics(ward: Ward, choices: Choices, lead: str = "") -> dict[str, Any]:
         chosen = topic.code in choices.topics
         said = (_("{topic}を外す") if chosen else _("{topic}を追加")).format(topic=name)
         items.append(_postback(("✓" if chosen else "") + name, said, do="topic", v=topic.code))
-    chosen_names = _joined([ward.topic(t).label(lang) for t in choices.topics], lang)
+    chosen_names = joined([ward.topic(t).label(lang) for t in choices.topics], lang)
     text = (
         lead
         + _("受け取る分野：{topics}").format(topics=chosen_names or _("すべての分野"))

@@ -11,6 +11,7 @@ from jinja2.runtime import Context as JinjaContext
 from markupsafe import Markup, escape
 
 from notifier.config import PROJECT_ROOT, Settings
+from notifier.i18n import joined, speaker
 from notifier.models import Alert, AnyNotice
 from notifier.when import local_time
 
@@ -80,6 +81,12 @@ def furigana(text: str, readings: dict[str, str]) -> Markup:
     return Markup("").join(out)
 
 
+@pass_context
+def _listed(context: JinjaContext, names: list[str]) -> str:
+    """``{{ areas | listed }}``: names one after another, as the reader's language lists them."""
+    return joined(names, context.get("lang", "ja"))
+
+
 class Templates:
     """The Jinja2 environment, made once at start-up.
 
@@ -97,6 +104,7 @@ class Templates:
             keep_trailing_newline=False,
         )
         self.env.filters["when"] = self._when
+        self.env.filters["listed"] = _listed
         self.env.filters["furigana"] = furigana
 
     @pass_context
@@ -125,7 +133,9 @@ class Templates:
             "areas": [ward.area(code).label(lang) for code in notice.areas],
             "whole_ward": not notice.areas,
             "ward": ward,
-            "ward_name": ward.name_en if lang == "en" else ward.name,
+            "ward_name": ward.label(lang),
+            "ward_tel": ward.tel,
+            "_": speaker(lang),
             "published": local,
             "public_url": self.settings.public_url,
             "alert": self._alert(notice, lang),

@@ -251,8 +251,10 @@ def test_line_takes_every_message_of_every_notice(runtime: Runtime, data: st.Dat
             assert utf16_len(message["altText"]) <= ALT_TEXT_LIMIT
             assert json_size(message["contents"]) <= BUBBLE_LIMIT
             json.dumps(message, ensure_ascii=False).encode("utf-8")
-            for action in uri_actions(message):
-                assert action["uri"] == notice.url and len(action["uri"]) <= 1000
+            ward = runtime.settings.ward
+            for action in uri_actions(message):  # the notice's link, or the ward's own
+                assert action["uri"] in {notice.url, ward.tel, ward.hazard_map_url}
+                assert len(action["uri"]) <= 1000
             assert all(unprintable(s) == [] for s in strings(message))
             title = message["contents"]["body"]["contents"][0]["text"]
             assert title == notice.title_in(lang)

@@ -32,8 +32,8 @@ def ward() -> Ward:
 
 def said_in_code() -> set[str]:
     found: set[str] = set()
-    for name in SAID_IN:
-        for _, message, _, _ in extract_from_file("python", PROJECT_ROOT / name, KEYWORDS):
+    for name, method in SAID_IN.items():
+        for _, message, _, _ in extract_from_file(method, PROJECT_ROOT / name, KEYWORDS):
             found.add(message)
     return found
 
