@@ -28,7 +28,11 @@ SAID_IN = {
     "channels/line.py": "python",
     "templates/line/announcement.json": "jinja2.ext:babel_extract",
     "templates/line/announcement.txt": "jinja2.ext:babel_extract",
+    "templates/email/announcement.html": "jinja2.ext:babel_extract",
+    "templates/email/announcement.txt": "jinja2.ext:babel_extract",
+    "templates/email/announcement.subject.txt": "jinja2.ext:babel_extract",
 }
+HTML_LANG = {"easy": "ja", "zh": "zh-Hans"}  # a language's tag in HTML's lang, where not its code
 
 Say = Callable[[str], str]
 SEPARATORS = {"en": ", ", "ko": ", ", "zh": "、"}  # between names in a list; else ・

@@ -11,7 +11,7 @@ from jinja2.runtime import Context as JinjaContext
 from markupsafe import Markup, escape
 
 from notifier.config import PROJECT_ROOT, Settings
-from notifier.i18n import joined, speaker
+from notifier.i18n import HTML_LANG, joined, speaker
 from notifier.models import Alert, AnyNotice
 from notifier.when import local_time
 
@@ -136,6 +136,7 @@ class Templates:
             "ward_name": ward.label(lang),
             "ward_tel": ward.tel,
             "_": speaker(lang),
+            "html_lang": HTML_LANG.get(lang, lang),
             "published": local,
             "public_url": self.settings.public_url,
             "alert": self._alert(notice, lang),

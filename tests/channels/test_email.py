@@ -15,9 +15,11 @@ from redis.exceptions import RedisError
 
 from channels.base import Batch, Context, Recipient, RetryableError
 from channels.email import MAILED_TTL, EmailChannel, Ledger
+from notifier.config import Settings
 from notifier.keys import Keys
 from notifier.metrics import Metrics
 from notifier.models import Announcement
+from notifier.render import Templates
 from notifier.runtime import Runtime
 from tests.conftest import announcement, email_settings
 from tests.redis_process import RedisProcess
@@ -48,7 +50,7 @@ async def test_message_is_well_formed_japanese_mail(runtime: Runtime) -> None:
     assert text.get_content_charset() == "utf-8"
     assert "粗大ごみの収集日が変わります" in text.get_content()
     assert '<a href="https://www.city.nerima.tokyo.jp/">' in html.get_content()
-    assert "登録された方にお送りしています" in text.get_content()
+    assert "登録された地域と分野に合わせてお送りしています" in text.get_content()
     link = f"{settings.public_url}/unsubscribe/tok-123"
     assert (
         msg["List-Unsubscribe"]
@@ -143,3 +145,34 @@ async def test_a_record_that_cannot_be_written_in_time_fails_the_batch_and_is_co
     finally:
         await client.aclose()
         server.stop()
+
+
+def test_the_mail_keeps_line_breaks_names_no_topic_and_speaks_each_language(
+    settings: Settings,
+) -> None:
+    """The HTML part keeps the body's single line breaks; the footer names no topic (the
+    resident may have chosen them all) at 16 px; each language its own words."""
+    templates = Templates(settings)
+    body = "一行目\n二行目\n\n次の段落"
+    shown = Announcement.model_validate(
+        announcement(
+            body=body,
+            topics=["garbage"],
+            translations={"en": {"title": "Bulky waste", "body": "Line one\nLine two"}},
+        ),
+        context={"ward": settings.ward},
+    )
+    shown.id, shown.received_at = "n1", datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
+    ja = EmailChannel.compose(templates, shown, "ja")
+    assert "<p>一行目<br>二行目</p>" in ja["html"] and "<p>次の段落</p>" in ja["html"]
+    assert "ごみ" not in ja["html"].split("<hr>")[1]
+    assert 'font-size: 16px; color: #333;">' in ja["html"]
+    en = EmailChannel.compose(templates, shown, "en")
+    assert "<p>Line one<br>Line two</p>" in en["html"]
+    assert 'lang="en"' in en["html"] and "registration page" in en["html"]
+    assert en["subject"] == "[Nerima City] Bulky waste"
+    assert "Issued Thu, Nov 26, 9:00 a.m." in en["text"]
+    assert "Unsubscribe: " in en["text"] and "あ" not in en["text"]
+    ko = EmailChannel.compose(templates, shown, "ko")
+    assert 'lang="ko"' in ko["html"] and "수신 거부" in ko["html"]
+    assert ko["subject"].startswith("[네리마구] ")

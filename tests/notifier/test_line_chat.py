@@ -48,7 +48,9 @@ def test_every_catalogue_has_every_message_and_no_other(lang: str) -> None:
     assert set(translated) == said
     fields = string.Formatter()
     for message, translation in translated.items():
-        assert translation and translation != message, message
+        assert translation, message
+        if KANA.search(message) or HAN.search(message):  # Japanese words: translated
+            assert translation != message, message
         named = {f for _, f, _, _ in fields.parse(message) if f}
         assert {f for _, f, _, _ in fields.parse(translation) if f} == named, message
 
