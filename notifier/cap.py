@@ -196,10 +196,9 @@ def _words(info: Any) -> dict[str, str]:
 
 
 def _areas(info: Any, ward: Ward, where: str) -> list[str]:
-    """Ward area codes for the <area>s of an <info>; [] is the whole ward."""
+    """Ward area codes for the <area>s of an <info>; [] is the whole ward, as is an <info>
+    without one (CAP's <area> is optional; a JSON alert without areas means the same)."""
     areas = info.findall("cap:area", _Q)
-    if not areas:
-        raise CapError(f"{where}/area", "an alert names the areas it concerns")
     codes: list[str] = []
     for n, area in enumerate(areas, start=1):
         names = [v.text.strip() for v in area.findall("cap:geocode/cap:value", _Q) if v.text]

@@ -107,7 +107,7 @@ class Notice(BaseModel):
     id: str | None = Field(default=None, pattern=NOTICE_ID)
     title: Title
     body: Body
-    areas: AreaCodes
+    areas: AreaCodes = Field(default_factory=list)  # none, or left out: the whole ward
     channels: list[Channel] = Field(default_factory=_all_channels, min_length=1)
     url: Link | None = None
     translations: dict[str, Translation] = Field(default_factory=dict)

@@ -35,6 +35,7 @@ from notifier.web.session import (
     signin_csrf,
     start,
 )
+from notifier.when import local_time
 
 log = logging.getLogger("notifier.console")
 HOME = "/console/notices"
@@ -181,25 +182,23 @@ async def progress(request: web.Request) -> web.Response:
 
 
 async def _listed(request: web.Request) -> list[dict[str, Any]]:
-    """The latest notices, with why a channel waits (paused, or the night's quiet hours)
-    and times in the ward's clock."""
+    """The latest notices, with their times for the templates' ``when`` and why a channel
+    waits (paused, or the night's quiet hours, until a time in the ward's words)."""
     runtime = request.app[RUNTIME]
     settings = runtime.settings
     items = await runtime.notices.list(None, 100)
     paused, now = await runtime.notices.paused(), datetime.now(UTC)
     for item in items:
-        created = datetime.fromisoformat(item["created"]).astimezone(settings.tz)
-        item["created_local"] = created.strftime("%Y-%m-%d %H:%M")
+        item["created_at"] = datetime.fromisoformat(item["created"])
         when = item["notice"].get("publish_at")  # an announcement's schedule; alerts have none
-        scheduled = when and datetime.fromisoformat(when).astimezone(settings.tz)
-        item["publish_local"] = f"{scheduled:%Y-%m-%d %H:%M}" if scheduled else None
+        item["scheduled"] = datetime.fromisoformat(when) if when else None
         mark_held(item, settings, now)
         for channel, progress in item["progress"].items():
             if channel in paused and progress["pending"]:
                 progress["waits"] = "一時停止中"
             elif "held_until" in progress:
-                until = datetime.fromisoformat(progress["held_until"]).astimezone(settings.tz)
-                progress["waits"] = f"夜間のため {until:%H:%M} まで保留"
+                until = local_time(datetime.fromisoformat(progress["held_until"]), settings.tz)
+                progress["waits"] = f"夜間のため{until}まで保留"
     return items
 
 
@@ -231,7 +230,7 @@ async def compose(request: web.Request) -> web.Response:
     try:
         notice = intake.validate(data, runtime.settings)
     except intake.Invalid as e:
-        errors = forms.japanese(e.fields, runtime.settings)
+        errors = forms.japanese(e.fields, runtime.settings, forms.COMPOSE)
         return page(request, "compose.html", session, 400, values=_values(form), errors=errors)
     accepted = await intake.enqueue(runtime.notices, notice)
     await audit(request, session.who, "announcement.create", accepted.id, accepted.status)
@@ -247,7 +246,9 @@ async def preview(request: web.Request) -> web.Response:
     try:
         notice = intake.validate(data, runtime.settings)
     except intake.Invalid as e:
-        return json_response({"errors": forms.japanese(e.fields, runtime.settings), "html": ""})
+        return json_response(
+            {"errors": forms.japanese(e.fields, runtime.settings, forms.COMPOSE), "html": ""}
+        )
     shown = {c: REGISTRY[c].compose(runtime.templates, notice, "ja") for c in notice.channels}
     html = runtime.templates.page(  # what the workers will send, so staff see what residents get
         "console/previews.html", previews=shown, weight=weight, limit=LIMIT, unsubscribe=UNSUBSCRIBE

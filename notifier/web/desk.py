@@ -3,7 +3,7 @@ approve) and its admin pages (subscriber counts, print registration, the audit l
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -52,9 +52,8 @@ async def _desk(
     runtime = request.app[RUNTIME]
     alerts = await runtime.notices.list(None, 200)
     alerts = [a for a in alerts if a["kind"] == "alert" and a.get("state") in ("active", "pending")]
-    for a in alerts:
-        created = datetime.fromisoformat(a["created"]).astimezone(runtime.settings.tz)
-        a["created_local"] = f"{created:%Y-%m-%d %H:%M}"
+    for a in alerts:  # for the template's when
+        a["created_at"] = datetime.fromisoformat(a["created"])
     return page(
         request,
         "emergency.html",
@@ -77,7 +76,7 @@ async def _alert(request: web.Request, session: Any) -> Alert:
         return validate(data, runtime.settings, drill=form.get("drill") == "on")
     except Invalid as e:
         values = {**data, "drill": form.get("drill") == "on"}
-        errors = forms.japanese(e.fields, runtime.settings)
+        errors = forms.japanese(e.fields, runtime.settings, forms.DESK)
         raise Refused(await _desk(request, session, values, errors, 400)) from None
 
 
@@ -213,7 +212,7 @@ async def register_print(request: web.Request) -> web.Response:
     try:
         subscriber = store.validate(data)
     except ValidationError as e:
-        errors = forms.japanese(field_errors(e), runtime.settings)
+        errors = forms.japanese(field_errors(e), runtime.settings, forms.PRINT)
         return await _subscribers(request, session, data, errors, 400)
     ((subscriber_id, created),) = await store.save([subscriber])
     await audit(request, session.who, "subscriber.create", subscriber_id, "ok", channel="print")
@@ -225,10 +224,8 @@ async def audit_log(request: web.Request) -> web.Response:
     session = await need(request, "admin")
     runtime = request.app[RUNTIME]
     entries = await runtime.audit.recent(200)
-    for entry in entries:
-        when = datetime.fromtimestamp(entry["at"], runtime.settings.tz)
-        entry["when"] = when.strftime("%Y-%m-%d %H:%M:%S")
-    return page(request, "audit.html", session, entries=entries)
+    shown = [{**entry, "when": datetime.fromtimestamp(entry["at"], UTC)} for entry in entries]
+    return page(request, "audit.html", session, entries=shown)
 
 
 def add_routes(app: web.Application) -> None:

@@ -9,35 +9,56 @@ from multidict import MultiMapping
 
 from notifier.config import CHANNELS, Settings
 
-# one message a field, beside the field; the API's English messages stay in the API
+# one message a field, beside the field, naming it as the form's label does ({}); the
+# API's English messages stay in the API
 IN_JAPANESE = {
-    "title": "件名は改行や特殊な文字を含めず、1〜100文字で入力してください。",
+    "title": "{}は改行や特殊な文字を含めず、1〜100文字で入力してください。",
     "body": (
-        "本文は特殊な文字（制御文字や文字の向きを変える記号など）を含めず、"
+        "{}は特殊な文字（制御文字や文字の向きを変える記号など）を含めず、"
         "1〜5,000文字で入力してください。"
     ),
-    "topics": "分野を一つ以上選んでください。",
-    "areas": "地域は一覧から選んでください（選ばなければ区内全域）。",
-    "channels": "配信先を一つ以上選んでください。",
+    "topics": "{}を一つ以上選んでください。",
+    "areas": "{}は一覧から選んでください（選ばなければ区内全域）。",
+    "channels": "{}を一つ以上選んでください。",
     "url": (
-        "リンクは https:// で始まる1,000文字までのアドレスを入力してください"
+        "{}は https:// で始まる1,000文字までのアドレスを入力してください"
         "（空白・引用符・< >・日本語などは、%で始まる形に変換したもの）。"
     ),
-    "publish_at": "配信日時は、これから先の日時を入力してください。",
-    "severity": "緊急度を選んでください。",
+    "publish_at": "{}は、これから先の日時を入力してください。",
+    "severity": "{}を選んでください。",
     "supersedes": "更新する警報が見つかりません。",
-    "address": "住所を入力してください。",
-    "name": "氏名を100文字以内で入力してください。",
-    "language": "言語は一覧から選んでください。",
+    "address": "{}を入力してください。",
+    "name": "{}を100文字以内で入力してください。",
+    "language": "{}は一覧から選んでください。",
 }
+# what each form's labels call its fields (templates/console/*.html)
+COMPOSE = {
+    "title": "件名",
+    "body": "本文",
+    "topics": "分野",
+    "areas": "地域",
+    "channels": "配信先",
+    "url": "リンク",
+    "publish_at": "配信日時",
+}
+DESK = {
+    "title": "見出し",
+    "body": "「何が起きたか・何をすべきか・どこへ行くか」",
+    "severity": "緊急度",
+    "areas": "地域",
+    "url": "リンク",
+}
+PRINT = {"name": "氏名", "address": "住所", "areas": "地域"}
 TRANSLATION = (
     "{lang}の件名と本文を両方入力してください"
     "（件名は改行を含めず100文字、本文は5,000文字まで。特殊な文字は使えません）。"
 )
+UNNAMED = "入力を確かめてください。"
 
 
-def japanese(fields: dict[str, str], settings: Settings) -> dict[str, str]:
-    """The API's field errors as messages for staff, keyed by the form's field names."""
+def japanese(fields: dict[str, str], settings: Settings, labels: dict[str, str]) -> dict[str, str]:
+    """The API's field errors as messages for staff, keyed by the form's field names and
+    naming each field by its ``labels`` (COMPOSE, DESK, PRINT)."""
     names = {lang.code: lang.name for lang in settings.ward.languages}
     out: dict[str, str] = {}
     for field in fields:
@@ -46,7 +67,9 @@ def japanese(fields: dict[str, str], settings: Settings) -> dict[str, str]:
             lang = rest.partition(".")[0]
             out[f"translations.{lang}"] = TRANSLATION.format(lang=names.get(lang, lang))
         else:
-            out[top] = IN_JAPANESE.get(top, "入力を確かめてください。")
+            message = IN_JAPANESE.get(top, UNNAMED)
+            named = top in labels or "{}" not in message  # else the form has no such field
+            out[top] = message.format(labels.get(top, "")) if named else UNNAMED
     return out
 
 
@@ -72,7 +95,7 @@ def announcement(form: MultiMapping[Any], settings: Settings) -> dict[str, Any]:
         data["url"] = text(form, "url")
     when = text(form, "publish_at")
     if when:
-        data["publish_at"] = local_time(when, settings)
+        data["publish_at"] = rfc3339(when, settings)
     translations = {}
     for lang in settings.ward.language_codes:
         title = text(form, f"title_{lang}")
@@ -102,7 +125,7 @@ def form_body(form: MultiMapping[Any]) -> str:
     return text(form, "body").replace("\r\n", "\n")
 
 
-def local_time(value: str, settings: Settings) -> str:
+def rfc3339(value: str, settings: Settings) -> str:
     """A datetime-local field (the ward's time) as RFC 3339 with its offset; left as it
     is when it does not parse, so that validation names the field."""
     try:

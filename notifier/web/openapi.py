@@ -518,7 +518,11 @@ def _codes(values: list[str], **more: Any) -> Schema:
 
 def _schemas(settings: Settings) -> dict[str, Schema]:
     ward = settings.ward
-    areas = _codes(ward.area_codes, description="Area codes; `[]` means the whole ward.")
+    areas = _codes(
+        ward.area_codes,
+        default=[],
+        description="Area codes; `[]`, the default, means the whole ward.",
+    )
     others = [code for code in ward.language_codes if code != "ja"]
     translation = _schema("Translation")
     translations = {
@@ -558,7 +562,7 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
                 " without it the notice goes at once.",
             },
         },
-        optional=("channels", "url", "translations", "readings", "publish_at"),
+        optional=("areas", "channels", "url", "translations", "readings", "publish_at"),
     )
     new_announcement["description"] = TRIMMED
     severity = {"type": "string", "enum": ["advisory", "warning", "emergency"]}
@@ -573,7 +577,7 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
                 "description": "The id of an active alert this one updates (更新).",
             },
         },
-        optional=("channels", "url", "translations", "readings", "supersedes"),
+        optional=("areas", "channels", "url", "translations", "readings", "supersedes"),
     )
     new_alert["description"] = TRIMMED
     progress = _object(

@@ -1,8 +1,10 @@
 """Browser fixtures: Debian's Chromium, headless, driven by Playwright against the real service.
 
 Each test gets its own browser (pytest-asyncio gives each test its own event loop, and the
-service runs in it); screenshots go to var/test-artifacts/browser/<test>-<step>.png, and
-every open page is shot as <test>-failed-<n>.png when a test fails.
+service runs in it). ``Console.step`` shoots the whole page into the test's temporary
+folder (``tmp_path``/<step>.png; pytest keeps the last three runs' folders) and fails the
+test if the page's text shows a raw machine time or its console an error; every open page
+is shot as failed-<n>.png there when a test fails.
 """
 
 from __future__ import annotations
@@ -10,18 +12,25 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Locator, Page, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    ConsoleMessage,
+    Locator,
+    Page,
+    async_playwright,
+    expect,
+)
 
 from notifier.runtime import Runtime
 from notifier.service import Service
-from tests.conftest import ROOT
 
-ARTIFACTS = ROOT / "var" / "test-artifacts" / "browser"
+# a time as machines write it (2026-12-20, 09:00), never as staff should read one
+RAW_TIME = re.compile(r"\d{4}-\d\d-\d\d|\d{1,2}:\d\d")
 PASSWORD = "correct-horse-battery-staple"
 WAIT_MS = 10_000  # any one step; well inside the 60 s a test may take
 DESKTOP = (1280, 800)
@@ -76,7 +85,8 @@ class Console:
     base: str
     browser: Browser
     runtime: Runtime
-    test: str
+    folder: Path
+    errors: list[str] = field(default_factory=list)  # what the pages' consoles said
 
     async def page(self, size: tuple[int, int] = DESKTOP) -> Page:
         width, height = size
@@ -87,7 +97,18 @@ class Console:
             timezone_id="Asia/Tokyo",
         )
         context.set_default_timeout(WAIT_MS)
-        return await context.new_page()
+        page = await context.new_page()
+        page.on("console", lambda message: self._console_message(page, message))
+        page.on("pageerror", lambda error: self.errors.append(f"{page.url}: {error}"))
+        return page
+
+    def _console_message(self, page: Page, message: ConsoleMessage) -> None:
+        """An error, unless it is Chromium saying that the page itself came with a 4xx:
+        the console answers bad input with 400 and a refusal with 401 or 403, by design."""
+        url = message.location.get("url")
+        answered = message.text.startswith("Failed to load resource") and url == page.url
+        if message.type == "error" and not answered:
+            self.errors.append(f"{url}: {message.text}")
 
     async def sign_in(
         self, page: Page, name: str = "", password: str = "", token: str = ""
@@ -113,7 +134,7 @@ class Console:
         return page
 
     def artifact(self, step: str) -> Path:
-        return ARTIFACTS / f"{plain(self.test)}-{plain(step)}.png"
+        return self.folder / f"{plain(step)}.png"
 
     async def shot(self, shown: Page | Locator, step: str) -> None:
         """A screenshot of the whole page, or of one element (a full-page shot leaves
@@ -123,15 +144,27 @@ class Console:
         else:
             await shown.screenshot(path=self.artifact(step))
 
+    async def step(self, page: Page, step: str) -> str:
+        """What a member of staff sees at this step: shot, then its text (every frame's)
+        checked for raw machine times, and no page's console has reported an error."""
+        await self.shot(page, step)
+        texts = [await frame.evaluate("document.body.innerText") for frame in page.frames]
+        text = "\n".join(texts)
+        raw = RAW_TIME.findall(text)
+        assert not raw, f"{step}: times staff should not have to read: {raw}"
+        assert not self.errors, f"{step}: the console said {self.errors}"
+        return text
+
 
 @pytest.fixture
 async def console(
-    request: pytest.FixtureRequest, service: Service, runtime: Runtime, browser: Browser
+    request: pytest.FixtureRequest,
+    service: Service,
+    runtime: Runtime,
+    browser: Browser,
+    tmp_path: Path,
 ) -> AsyncIterator[Console]:
-    shown = Console(f"http://127.0.0.1:{service.port}", browser, runtime, request.node.name)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for stale in ARTIFACTS.glob(f"{plain(shown.test)}-*.png"):  # an earlier run's
-        stale.unlink()
+    shown = Console(f"http://127.0.0.1:{service.port}", browser, runtime, tmp_path)
     yield shown
     if request.node.stash.get(FAILED, False):
         pages = [page for context in browser.contexts for page in context.pages]

@@ -12,6 +12,7 @@ from playwright.async_api import Page, expect
 from channels.x_text import LIMIT, weight
 from notifier.config import Settings
 from notifier.runtime import Runtime
+from notifier.when import local_time
 from tests.browser.conftest import DESKTOP, PASSWORD, TABLET, Console, subscribe
 
 TITLE = "粗大ごみの収集日が変わります"
@@ -19,6 +20,7 @@ BODY = "12月から粗大ごみの収集日が変わります。\n\nくわしく
 TITLE_FIELD = "件名（100文字まで）"
 BODY_FIELD = "本文（5,000文字まで）"
 URL = "https://www.city.nerima.tokyo.jp/kurashi/gomi/"
+WARD_TIME = re.compile(r"\d{1,2}月\d{1,2}日（[月火水木金土日]）午[前後]\d{1,2}時\d\d分")
 AUDIENCE: list[dict[str, Any]] = [
     {"channel": "line", "address": "U" + "a" * 32, "areas": ["nerima"]},
     {"channel": "line", "address": "U" + "b" * 32, "topics": ["garbage"]},
@@ -41,8 +43,9 @@ async def no_sideways_scroll(page: Page) -> None:
 
 
 async def test_staff_sign_in_compose_with_previews_send_and_watch_it_complete(
-    console: Console, runtime: Runtime
+    console: Console, runtime: Runtime, settings: Settings
 ) -> None:
+    tz = settings.tz
     await subscribe(runtime, AUDIENCE)
     await runtime.accounts.create("yamada", "staff", PASSWORD)
     # LINE holds its batches, as under a rate limit, until the list shows the notice under
@@ -57,7 +60,7 @@ async def test_staff_sign_in_compose_with_previews_send_and_watch_it_complete(
     await expect(page.locator("#signin-error")).to_have_text(
         "名前とパスワード、またはトークンが違います。"
     )
-    await console.shot(page, "wrong-password")
+    await console.step(page, "wrong-password")
     await console.sign_in(page, "yamada", PASSWORD)
     await expect(page).to_have_url(re.compile(r"/console/compose$"))
     await expect(page.get_by_text("yamada（職員）")).to_be_visible()
@@ -77,7 +80,8 @@ async def test_staff_sign_in_compose_with_previews_send_and_watch_it_complete(
     await expect(mail.get_by_role("heading", name=TITLE)).to_be_visible()
     await console.shot(page.locator("#preview-email"), "email")
     await expect(previews.locator("#preview-print .paper")).to_contain_text(TITLE)
-    await console.shot(page, "previews")
+    await expect(previews.locator("#preview-print .paper")).to_contain_text(WARD_TIME)
+    await console.step(page, "previews")
 
     title_error = page.locator("#error-title")
     await page.get_by_label(TITLE_FIELD).fill("")
@@ -85,7 +89,7 @@ async def test_staff_sign_in_compose_with_previews_send_and_watch_it_complete(
         "件名は改行や特殊な文字を含めず、1〜100文字で入力してください。"
     )
     await expect(title_error).to_be_visible()
-    await console.shot(page, "title-missing")
+    await console.step(page, "title-missing")
     await page.get_by_label(TITLE_FIELD).fill(TITLE)
     await expect(title_error).to_be_empty()
     await expect(title_error).to_be_hidden()
@@ -97,11 +101,13 @@ async def test_staff_sign_in_compose_with_previews_send_and_watch_it_complete(
     await page.evaluate("window.sameDocument = true")  # gone if the page reloads
     (notice,) = await runtime.notices.list()
     row = page.locator(f"#notice-{notice['id']}")
+    made = datetime.fromisoformat(notice["created"])  # 2026年12月2日（水）午後3時57分
+    await expect(row.locator(".created")).to_have_text(local_time(made, tz, year=True))
     await expect(row.locator(".status")).to_have_attribute("data-status", "dispatching")
     await expect(row.locator(".status")).to_have_text("配信中")
     await expect(row.locator('.count[data-channel="email"]')).to_have_text("2/2")
     await expect(row.locator('.count[data-channel="line"]')).to_have_text("0/3")
-    await console.shot(page, "delivering")
+    await console.step(page, "delivering")
     await runtime.redis.delete(held)
     await expect(row.locator(".status")).to_have_attribute("data-status", "done")
     await expect(row.locator(".status")).to_have_text("完了")
@@ -112,7 +118,7 @@ async def test_staff_sign_in_compose_with_previews_send_and_watch_it_complete(
         count = row.locator(f'.count[data-channel="{channel}"]')
         await expect(count).to_have_text(f"{recipients}/{recipients}")
     assert await page.evaluate("window.sameDocument") is True
-    await console.shot(page, "done")
+    await console.step(page, "done")
     delivered = await runtime.notices.get(notice["id"])
     assert delivered is not None and delivered["status"] == "done"
     assert delivered["progress"]["line"]["sent"] == 3
@@ -138,9 +144,14 @@ async def test_a_scheduled_notice_is_cancelled_from_the_list(
     assert notice["status"] == "scheduled"
     assert notice["notice"]["publish_at"].startswith(tomorrow.strftime("%Y-%m-%dT%H:%M"))
     row = page.locator(f"#notice-{notice['id']}")
+    publish_at = datetime.fromisoformat(notice["notice"]["publish_at"])
+    assert publish_at.second == 0 and publish_at.utcoffset() == timedelta(hours=9)
+    await expect(row.locator(".scheduled")).to_have_text(
+        "配信予定 " + local_time(publish_at, settings.tz, year=True)
+    )
     await expect(row.locator(".status")).to_have_attribute("data-status", "scheduled")
     await expect(row.locator(".status")).to_have_text("予約")
-    await console.shot(page, "scheduled")
+    await console.step(page, "scheduled")
 
     await row.get_by_role("button", name=f"「{TITLE}」の予約を取り消す").click()
     await expect(page).to_have_url(re.compile(r"/console/notices\?done=cancelled$"))
@@ -148,7 +159,7 @@ async def test_a_scheduled_notice_is_cancelled_from_the_list(
     await expect(row.locator(".status")).to_have_attribute("data-status", "cancelled")
     await expect(row.locator(".status")).to_have_text("取消")
     await expect(row.get_by_role("button")).to_have_count(0)
-    await console.shot(page, "cancelled")
+    await console.step(page, "cancelled")
     cancelled = await runtime.notices.get(notice["id"])
     assert cancelled is not None and cancelled["status"] == "cancelled"
 
@@ -178,12 +189,12 @@ async def test_the_compose_page_fits_desktop_and_tablet_and_works_by_keyboard(
         await expect(page.get_by_label("防災")).to_be_checked()
         await expect(page.locator("#preview-x .counter").first).to_be_visible()
         await no_sideways_scroll(page)
-        await console.shot(page, f"compose-{size[0]}")
+        await console.step(page, f"compose-{size[0]}")
 
         await page.get_by_role("button", name="送信する").focus()
         await page.keyboard.press("Enter")
         await expect(page).to_have_url(re.compile(r"/console/notices\?done=queued$"))
         await expect(page.locator(".status").first).to_have_attribute("data-status", "done")
         await no_sideways_scroll(page)
-        await console.shot(page, f"notices-{size[0]}")
+        await console.step(page, f"notices-{size[0]}")
         await page.context.close()

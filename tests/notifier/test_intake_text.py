@@ -286,21 +286,54 @@ def test_the_console_shows_the_rule_in_japanese(settings: Settings) -> None:
     )
     with pytest.raises(intake.Invalid) as caught:
         intake.validate(forms.announcement(form, settings), settings)
-    shown = forms.japanese(caught.value.fields, settings)
+    shown = forms.japanese(caught.value.fields, settings, forms.COMPOSE)
     assert shown == {
         "title": "件名は改行や特殊な文字を含めず、1〜100文字で入力してください。",
-        "body": forms.IN_JAPANESE["body"],
-        "url": forms.IN_JAPANESE["url"],
+        "body": forms.IN_JAPANESE["body"].format("本文"),
+        "url": forms.IN_JAPANESE["url"].format("リンク"),
         "translations.en": forms.TRANSLATION.format(lang="English"),
     }
     assert "特殊な文字" in shown["body"] and "1,000文字" in shown["url"]
     assert "改行" in shown["translations.en"]
 
 
+def test_the_desk_names_its_fields_as_its_form_labels_them(settings: Settings) -> None:
+    form = MultiDict([("title", ""), ("body", "本文\x00"), ("url", "http://x")])
+    with pytest.raises(intake.Invalid) as caught:
+        alerts.validate(forms.alert(form), settings)
+    assert forms.japanese(caught.value.fields, settings, forms.DESK) == {
+        "title": "見出しは改行や特殊な文字を含めず、1〜100文字で入力してください。",
+        "body": "「何が起きたか・何をすべきか・どこへ行くか」は特殊な文字"
+        "（制御文字や文字の向きを変える記号など）を含めず、1〜5,000文字で入力してください。",
+        "severity": "緊急度を選んでください。",
+        "url": forms.IN_JAPANESE["url"].format("リンク"),
+    }
+
+
+def test_a_field_the_form_does_not_name_gets_a_plain_message(settings: Settings) -> None:
+    shown = forms.japanese({"channels": "at least 1", "supersedes": "no"}, settings, forms.DESK)
+    assert shown == {"channels": forms.UNNAMED, "supersedes": "更新する警報が見つかりません。"}
+
+
 def test_the_consoles_crlf_body_is_the_apis_lf_body(settings: Settings) -> None:
     form = MultiDict([("title", "題"), ("body", "一\r\n\r\n二"), ("topics", "garbage")])
     notice = intake.validate(forms.announcement(form, settings), settings)
     assert notice.body == "一\n\n二"
+
+
+async def test_an_intake_entry_without_areas_is_for_the_whole_ward(runtime: Runtime) -> None:
+    rt = runtime
+    dispatcher = Dispatcher(
+        rt.settings, rt.redis, rt.keys, rt.templates, rt.subscribers, rt.metrics
+    )
+    data = announcement(channels=["x"])
+    del data["areas"]
+    raw = json.dumps(data)
+    entry = (await rt.redis.xadd(rt.keys.intake, {"notice": raw})).decode()
+    await dispatcher.handle(entry, {b"notice": raw.encode()})
+    assert await rt.redis.xlen(rt.keys.rejected) == 0
+    (stored,) = await rt.notices.list()
+    assert stored["notice"]["areas"] == []
 
 
 async def test_an_intake_entry_with_a_line_break_in_its_title_is_rejected_with_its_reason(

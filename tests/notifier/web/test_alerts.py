@@ -332,6 +332,28 @@ async def test_cap_alert_update_and_cancel_through_the_api(
     assert unknown[0] == 404
 
 
+async def test_an_alert_without_areas_reaches_the_whole_ward_json_or_cap(
+    api: Api, runtime: Runtime, tokens: dict[str, str], settings: Settings
+) -> None:
+    await subscribe_three(runtime)
+    desk, everyone = tokens["emergency"], {NERIMA_GARBAGE, OIZUMI, WHOLE_WARD_EN}
+    without = alert(channels=["line"])
+    del without["areas"]
+    status, body = await api.call("POST", "/api/alerts", desk, without)
+    assert status == 202, body
+    result = await done(api, desk, body["id"])
+    assert result["notice"]["areas"] == [] and result["progress"]["line"]["sent"] == 3
+    assert line_users(settings, body["id"]) == everyone
+    area = "<area><areaDesc>東京都練馬区</areaDesc></area>".encode()
+    no_area = cap(identifier="JMA-2026-0100").replace(area, b"")
+    assert b"<area>" not in no_area  # CAP's <area> is optional
+    status, body = await api.call("POST", "/api/alerts", desk, data=no_area, headers=CAP_XML)
+    assert status == 202, body
+    result = await done(api, desk, body["id"])
+    assert result["notice"]["areas"] == []
+    assert line_users(settings, body["id"]) == everyone
+
+
 async def test_a_bad_cap_document_is_refused_naming_the_element_and_nothing_is_sent(
     api: Api, runtime: Runtime, tokens: dict[str, str]
 ) -> None:

@@ -11,7 +11,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from notifier.runtime import Runtime
 from notifier.web import make_app
-from tests.conftest import Api, announcement, make_settings
+from tests.conftest import Api, announcement, finished, make_settings
+
+AREAS = ["nerima", "hikarigaoka", "shakujii", "oizumi", ""]  # "": chose the whole ward
 
 
 def later(**delta: float) -> str:
@@ -69,8 +71,30 @@ async def test_missing_fields_are_all_reported_at_once(
 ) -> None:
     status, body = await api.call("POST", "/api/announcements", tokens["staff"], {})
     assert status == 400
-    assert set(body["error"]["fields"]) == {"title", "body", "topics", "areas"}
+    assert set(body["error"]["fields"]) == {"title", "body", "topics"}  # no areas: the ward
     assert await nothing_queued(runtime)
+
+
+async def test_an_announcement_without_areas_is_for_the_whole_ward_as_with_none(
+    api: Api, runtime: Runtime, tokens: dict[str, str]
+) -> None:
+    store = runtime.subscribers
+    residents = [
+        {"channel": "email", "address": f"{area or 'ward'}@example.jp", "areas": area.split()}
+        for area in AREAS
+    ]
+    await store.save([store.validate(r) for r in residents])
+    without = announcement(channels=["email"])
+    del without["areas"]
+    views = []
+    for body in (without, announcement(channels=["email"], areas=[])):
+        status, answer = await api.call("POST", "/api/announcements", tokens["staff"], body)
+        assert status == 202, answer
+        views.append(await finished(runtime, answer["id"]))
+    for view in views:
+        assert view["notice"]["areas"] == []
+        assert view["progress"]["email"]["sent"] == len(AREAS)  # every area, and the ward
+    assert views[0]["progress"] == views[1]["progress"]
 
 
 @pytest.mark.parametrize("payload", [b"{not json", b"[1, 2]", b"\xff\xfe"])

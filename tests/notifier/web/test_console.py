@@ -17,6 +17,7 @@ import pytest
 from notifier.config import Settings
 from notifier.runtime import Runtime
 from notifier.service import Service
+from notifier.when import local_time
 from tests.conftest import make_settings, wait_for
 
 PASSWORD = "correct horse battery staple"
@@ -374,6 +375,71 @@ async def test_the_emergency_desk_confirms_with_the_audience_then_issues(
     assert actions[:2] == ["alert.cancel", "alert.issue"]
 
 
+LABEL = re.compile(
+    r'<label for="[^"]+">([^<（]+)[^<]*</label>\s*<(?:input|textarea)[^>]* name="(\w+)"'
+)
+LEGEND = re.compile(r'<fieldset aria-describedby="error-(\w+)">\s*<legend>([^<]+)</legend>')
+ERROR = re.compile(r'<p class="error" id="error-([\w.]+)"[^>]*>([^<]+)</p>')
+
+
+async def refused_as_labelled(
+    console: Console, form: str, action: str, data: dict[str, str]
+) -> dict[str, str]:
+    """The errors of the form at ``form`` sent to ``action`` with ``data`` (a 400), each
+    checked to name its field as the form's label does."""
+    await console.get(form)
+    status, page, _ = await console.post(action, data)
+    assert status == 400
+    names = {field: label for label, field in LABEL.findall(page)}
+    names.update(LEGEND.findall(page))
+    errors = dict(ERROR.findall(page))
+    for field, message in errors.items():
+        assert message.startswith((names[field], f"「{names[field]}」")), (field, message)
+    return errors
+
+
+async def test_each_forms_errors_name_its_fields_as_its_labels_do(
+    console: Console, tokens: dict[str, str]
+) -> None:
+    await console.sign_in(token=tokens["emergency"])
+    compose = {"title": "", "body": "", "url": "ftp://x", "publish_at": "2020-01-01T09:00"}
+    errors = await refused_as_labelled(console, "/console/compose", "/console/compose", compose)
+    assert set(errors) == {"title", "body", "topics", "url", "publish_at"}
+    assert errors["title"].startswith("件名は") and errors["body"].startswith("本文は")
+    desk = {"title": "", "body": "", "url": "ftp://x", "areas": "shibuya"}
+    errors = await refused_as_labelled(
+        console, "/console/emergency", "/console/emergency/confirm", desk
+    )
+    assert set(errors) == {"title", "body", "severity", "url", "areas"}
+    assert errors["title"].startswith("見出しは")
+    assert errors["body"].startswith("「何が起きたか・何をすべきか・どこへ行くか」は")
+    assert not any(("件名" in m or "本文" in m) for m in errors.values())
+
+
+async def test_areas_left_unchosen_are_the_whole_ward_as_in_the_api(
+    console: Console, runtime: Runtime, tokens: dict[str, str]
+) -> None:
+    store = runtime.subscribers
+    people = [
+        {"channel": "line", "address": "U" + digit * 32, "areas": areas}
+        for digit, areas in (("1", ["nerima"]), ("2", []), ("3", ["oizumi"]))
+    ]
+    await store.save([store.validate(p) for p in people])
+    await console.sign_in(token=tokens["emergency"])
+    for path in ("/console/compose", "/console/emergency"):
+        _, page, _ = await console.get(path)
+        assert "選ばなければ区内全域に届きます。" in page
+    form = {"title": "避難指示", "body": "直ちに避難してください。", "severity": "emergency"}
+    status, page, _ = await console.post("/console/emergency/confirm", form)
+    assert status == 200 and "地域：区内全域" in page
+    sizes = dict(re.findall(r'data-channel="(\w+)"><th scope="row">[^<]+</th><td>([^<]+)<', page))
+    assert sizes["line"] == "3人" and sizes["print"] == "掲示用チラシ 4地域"  # everyone
+    status, _, _ = await console.post("/console/emergency/issue", form)
+    assert status == 303
+    (alert,) = await runtime.notices.list()
+    assert alert["notice"]["areas"] == []  # as the API stores an alert without areas
+
+
 async def test_the_subscribers_page_counts_and_registers_without_listing_anyone(
     console: Console, runtime: Runtime, tokens: dict[str, str]
 ) -> None:
@@ -437,9 +503,10 @@ async def test_the_list_says_why_a_channel_waits(
             (notice,) = json.loads(text)["notices"]
             return notice["progress"]["line"].get("waits")
 
-        until = (datetime.now(settings.tz) + timedelta(hours=2)).strftime("%H:%M")
-        assert await wait_for(line_waits) == f"夜間のため {until} まで保留"
+        end = (datetime.now(settings.tz) + timedelta(hours=2)).replace(second=0, microsecond=0)
+        until = local_time(end, settings.tz)  # 12月3日（木）午前1時30分: the ward's words
+        assert await wait_for(line_waits) == f"夜間のため{until}まで保留"
         _, page, _ = await console.get("/console/notices")
-        assert f"夜間のため {until} まで保留" in page
+        assert f"夜間のため{until}まで保留" in page
         await runtime.redis.set(runtime.keys.paused("line"), "monthly limit")
         assert await line_waits() == "一時停止中"

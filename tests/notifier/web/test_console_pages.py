@@ -25,6 +25,7 @@ from notifier import intake
 from notifier.config import Settings
 from notifier.runtime import Runtime
 from notifier.service import Service
+from notifier.when import local_time
 from tests.conftest import REDIS_URL, Api, announcement, finished, make_settings
 from tests.notifier.test_cap import cap
 from tests.notifier.web.test_console import Console
@@ -188,7 +189,7 @@ async def _build(world: World, api: Api, desk: str, second: str) -> None:
     later = (datetime.now(settings.tz) + timedelta(days=30)).replace(
         hour=9, minute=0, second=0, microsecond=0
     )
-    world.publish_local = f"{later:%Y-%m-%d %H:%M}"
+    world.publish_local = local_time(later, settings.tz, year=True)
     for name in ("scheduled", "cancelled"):
         body = announcement(title=title(name), publish_at=later.isoformat())
         ids[name] = await post("/api/announcements", staff, body)

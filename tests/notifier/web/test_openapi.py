@@ -71,6 +71,16 @@ async def test_the_wards_codes_are_enums(doc: dict[str, Any], settings: Settings
     assert fields["url"]["maxLength"] == 1000
 
 
+@pytest.mark.parametrize("schema", ["NewAnnouncement", "NewAlert", "NewSubscriber"])
+async def test_areas_may_be_left_out_and_default_to_the_whole_ward(
+    doc: dict[str, Any], schema: str
+) -> None:
+    documented = doc["components"]["schemas"][schema]
+    areas = documented["properties"]["areas"]
+    assert "areas" not in documented["required"]
+    assert areas["default"] == [] and "whole ward" in areas["description"]
+
+
 async def test_each_operation_says_its_security_and_answers(doc: dict[str, Any]) -> None:
     for path, item in doc["paths"].items():
         for op in _ops(item):
