@@ -1,34 +1,36 @@
-"""The `notifier` command."""
+"""The `notifier` command.
+
+Each command imports what it needs when it runs: `notifier --help` reads argparse alone,
+`token …` and `check` Redis and the settings, and only the commands that use them load
+the web app, the channels' SDKs, Jinja2 or WeasyPrint (tests/notifier/test_cli_startup.py
+keeps it so)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-from redis.exceptions import RedisError
+from notifier import cli_access, cli_settings, cli_tokens
 
-from notifier import cli_access, intake, logs
-from notifier.config import CHANNELS, Settings, load_settings
-from notifier.digest import DigestBuilder, Period, week_before, week_of
-from notifier.pdf import PdfMaker, processes_for_digest
-from notifier.redis_client import survey, where
-from notifier.redis_server import HOW_TO_GET_REDIS, start_private
-from notifier.runtime import Runtime
-from notifier.service import PARTS, Service
-from notifier.subscribers import ImportError_, parse_csv
-from notifier.tokens import ROLES
+if TYPE_CHECKING:
+    from notifier.config import Settings
+    from notifier.runtime import Runtime
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from pydantic import ValidationError
+    from redis.exceptions import RedisError
+
+    from notifier import logs
+    from notifier.config import load_settings
+
     try:
         settings = load_settings(args.config)
     except (OSError, ValidationError) as e:
@@ -39,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         result: int = args.func(settings, args)
         return result
     except RedisError as e:
+        from notifier.redis_client import where
+        from notifier.redis_server import HOW_TO_GET_REDIS
+
         print(
             f"notifier: Redis error: {e}\n{HOW_TO_GET_REDIS.format(url=where(settings))}",
             file=sys.stderr,
@@ -53,24 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="api, workers and scheduler in one process")
-    s.set_defaults(func=cmd_serve, parts=PARTS)
+    s.set_defaults(func=cmd_serve, parts=None)  # None: every part
     s = sub.add_parser("api", help="the HTTP api alone")
     s.set_defaults(func=cmd_run, parts=("api",))
     s = sub.add_parser("worker", help="dispatcher and channel workers")
-    s.add_argument("--channels", default=",".join(CHANNELS), help="comma-separated channels")
+    s.add_argument("--channels", help="comma-separated channels (default: all)")
     s.set_defaults(func=cmd_run, parts=("dispatch", "workers"))
     s = sub.add_parser("scheduler", help="releases scheduled notices when due")
     s.set_defaults(func=cmd_run, parts=("scheduler",))
 
-    t = sub.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
-    s = t.add_parser("create", help="print a new token once")
-    s.add_argument("--role", required=True, choices=ROLES)
-    s.add_argument("--name", required=True)
-    s.set_defaults(func=cmd_token_create)
-    t.add_parser("list").set_defaults(func=cmd_token_list)
-    s = t.add_parser("revoke")
-    s.add_argument("name")
-    s.set_defaults(func=cmd_token_revoke)
+    cli_tokens.add_commands(sub)
 
     subs = sub.add_parser("subscribers", help="subscriber data")
     sa = subs.add_subparsers(dest="action", required=True)
@@ -89,13 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--now", action="store_true", help="this week so far, not last week")
     s.set_defaults(func=cmd_digest)
 
-    sub.add_parser("check", help="which channels are live; whether Redis answers").set_defaults(
-        func=cmd_check
-    )
+    sub.add_parser(
+        "check", help="which channels are live; which Redis and key prefix; whether it answers"
+    ).set_defaults(func=cmd_check)
     return p
 
 
 def with_runtime(settings: Settings, job: Callable[[Runtime], Awaitable[int]]) -> int:
+    import asyncio
+
+    from notifier.runtime import Runtime
+
     async def run() -> int:
         runtime = Runtime.open(settings)
         try:
@@ -108,6 +109,8 @@ def with_runtime(settings: Settings, job: Callable[[Runtime], Awaitable[int]]) -
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from notifier.redis_server import start_private
+
     try:  # a trial's private Redis; under Sentinel the operator runs Redis
         private = (
             None
@@ -119,20 +122,32 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     if private is not None:
         print(
-            f"notifier: no Redis was answering; started a private one at {settings.redis_url}"
+            "notifier: no Redis was answering; started a private one at "
+            f"{cli_settings.masked_url(settings.redis_url)}"
             f" (append-only, data in {settings.outbox_dir.parent / 'redis'})",
             file=sys.stderr,
         )
     try:
-        return cmd_run(settings, args)
+        return cmd_run(settings, args, announce=cli_settings.for_another_terminal(settings, args))
     finally:
         if private is not None:
             private.terminate()
             private.wait(timeout=30)
 
 
-def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    names = [c.strip() for c in getattr(args, "channels", ",".join(CHANNELS)).split(",") if c]
+def cmd_run(settings: Settings, args: argparse.Namespace, announce: str = "") -> int:
+    """Run the chosen parts until SIGTERM or SIGINT; ``announce`` is said once listening."""
+    import asyncio
+    import signal
+
+    from notifier.config import CHANNELS
+    from notifier.redis_client import survey, where
+    from notifier.redis_server import HOW_TO_GET_REDIS
+    from notifier.service import PARTS, CannotListen, Service
+
+    chosen = getattr(args, "channels", None)
+    wanted = ",".join(CHANNELS) if chosen is None else chosen
+    names = [c.strip() for c in wanted.split(",") if c]
     unknown = [n for n in names if n not in CHANNELS]
     if unknown:
         print(f"notifier: unknown channel(s) {', '.join(unknown)}", file=sys.stderr)
@@ -153,16 +168,23 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         return 1
 
     async def run() -> int:
-        service = Service(settings, parts=args.parts, channel_names=names)
+        service = Service(settings, parts=args.parts or PARTS, channel_names=names)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, service.request_stop)
-        await service.start()
+        try:
+            await service.start()
+        except CannotListen as e:
+            await service.runtime.close()
+            print(f"notifier: {e}", file=sys.stderr)
+            return 1
         if service.port is not None:
             print(
                 f"notifier: listening on http://{settings.http_host}:{service.port}",
                 file=sys.stderr,
             )
+        if announce:
+            print(announce, file=sys.stderr)
         await service.wait()
         await service.stop()
         return 0
@@ -170,47 +192,9 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
-    async def job(rt: Runtime) -> int:
-        try:
-            token = await rt.tokens.create(args.role, args.name)
-        except ValueError as e:
-            print(f"notifier: {e}", file=sys.stderr)
-            return 2
-        await rt.audit.local("token.create", args.name, "ok", grants=args.role)
-        print(f"Token for {args.name} ({args.role}); it is shown only this once:")
-        print(token)
-        return 0
-
-    return with_runtime(settings, job)
-
-
-def cmd_token_list(settings: Settings, args: argparse.Namespace) -> int:
-    async def job(rt: Runtime) -> int:
-        from datetime import UTC, datetime
-
-        for token in await rt.tokens.list():
-            created = datetime.fromtimestamp(token.created, UTC).isoformat(timespec="seconds")
-            print(f"{token.name}\t{token.role}\t{created}")
-        return 0
-
-    return with_runtime(settings, job)
-
-
-def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
-    async def job(rt: Runtime) -> int:
-        revoked = await rt.tokens.revoke(args.name)
-        await rt.audit.local("token.revoke", args.name, "ok" if revoked else "missing")
-        if not revoked:
-            print(f"notifier: no token named {args.name!r}", file=sys.stderr)
-            return 1
-        print(f"revoked {args.name}")
-        return 0
-
-    return with_runtime(settings, job)
-
-
 def cmd_subscribers_import(settings: Settings, args: argparse.Namespace) -> int:
+    from notifier.subscribers import ImportError_, parse_csv
+
     try:
         text = args.file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -235,6 +219,8 @@ def cmd_subscribers_import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_post(settings: Settings, args: argparse.Namespace) -> int:
+    from notifier import intake
+
     try:
         data = json.loads(args.file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
@@ -258,6 +244,9 @@ def cmd_post(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_digest(settings: Settings, args: argparse.Namespace) -> int:
+    from notifier.digest import DigestBuilder, Period, week_before, week_of
+    from notifier.pdf import PdfMaker, processes_for_digest
+
     if args.area is not None and args.area not in settings.ward.area_codes:
         known = ", ".join(settings.ward.area_codes)
         print(f"notifier: unknown area {args.area!r}; known: {known}", file=sys.stderr)
@@ -284,9 +273,13 @@ LIVE_CHANNELS = ("line", "x", "email")  # channels that send for real when their
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    from notifier.config import CHANNELS
+    from notifier.redis_client import survey
+
     ok, found = survey(settings)
     for line in found:
         print(line)
+    print(cli_settings.redis_line(settings))
     for channel in CHANNELS:
         missing = settings.missing_credentials(channel)
         if channel == "print":

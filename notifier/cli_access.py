@@ -11,23 +11,28 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from notifier.accounts import MIN_PASSWORD
-from notifier.config import Settings
-from notifier.keys import Keys
-from notifier.runtime import Runtime
-from notifier.streams import as_text
-from notifier.subscribers import CSV_HEADER
 from notifier.tokens import ROLES
 
-Job = Callable[[Settings, Callable[[Runtime], Awaitable[int]]], int]
+if TYPE_CHECKING:  # the stores load when a command runs (`notifier --help` needs none)
+    from notifier.config import Settings
+    from notifier.keys import Keys
+    from notifier.runtime import Runtime
+
+Job = Callable[["Settings", Callable[["Runtime"], Awaitable[int]]], int]
 
 
 def add_commands(sub: Any, with_runtime: Job) -> None:
     a = sub.add_parser("account", help="staff accounts for the console")
     aa = a.add_subparsers(dest="action", required=True)
-    s = aa.add_parser("add", help="add an account; the password is asked for (or read from stdin)")
+    s = aa.add_parser(
+        "add",
+        help="add an account; the password is asked for twice, or read from stdin",
+        description="Add a staff account for the console. On a terminal the password is asked "
+        "for twice; otherwise it is the first line of stdin, e.g. "
+        "`printf '%s\\n' \"$PASSWORD\" | notifier account add yamada --role staff`.",
+    )
     s.add_argument("name")
     s.add_argument("--role", required=True, choices=ROLES)
     s.set_defaults(func=lambda st, args: account_add(st, args, with_runtime))
@@ -68,6 +73,8 @@ def account_add(settings: Settings, args: argparse.Namespace, run: Job) -> int:
         print(f"notifier: {e}", file=sys.stderr)
         return 2
 
+    from notifier.accounts import MIN_PASSWORD
+
     async def job(rt: Runtime) -> int:
         try:
             await rt.accounts.create(args.name, args.role, password)
@@ -106,6 +113,8 @@ def account_remove(settings: Settings, args: argparse.Namespace, run: Job) -> in
 
 def export(settings: Settings, args: argparse.Namespace, run: Job) -> int:
     """Personal data in bulk: only with an admin token, and always in the audit log."""
+    from notifier.subscribers import CSV_HEADER
+
     token = os.environ.get("NOTIFIER_TOKEN") or getpass.getpass("admin token: ")
 
     async def job(rt: Runtime) -> int:
@@ -172,6 +181,8 @@ def rotate_key(settings: Settings, args: argparse.Namespace, run: Job) -> int:
 
 
 async def _reseal_confirmations(rt: Runtime) -> int:
+    from notifier.streams import as_text
+
     keys: Keys = rt.keys
     sealer = rt.subscribers.sealer
     count = 0

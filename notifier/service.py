@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
+import os
 from collections.abc import Coroutine, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +29,18 @@ from notifier.worker import ChannelWorker
 
 log = logging.getLogger("notifier.service")
 PARTS = ("api", "dispatch", "workers", "scheduler")
+
+
+class CannotListen(Exception):
+    """The API's address can't be had; the message names it and the setting to change."""
+
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        if error.errno == errno.EADDRINUSE:
+            advice = "another program has it: set NOTIFIER_HTTP_PORT to a free port"
+        else:
+            advice = "set NOTIFIER_HTTP_HOST to an address of this machine (or NOTIFIER_HTTP_PORT)"
+        super().__init__(f"can't listen on {host}:{port} ({reason}); {advice}")
 
 
 class Service:
@@ -61,8 +75,14 @@ class Service:
         if "api" in self.parts:
             self._runner = web.AppRunner(make_app(rt), handle_signals=False)
             await self._runner.setup()
-            site = web.TCPSite(self._runner, self.settings.http_host, self.settings.http_port)
-            await site.start()
+            host, port = self.settings.http_host, self.settings.http_port
+            site = web.TCPSite(self._runner, host, port)
+            try:
+                await site.start()
+            except OSError as e:  # the port is taken, or the address is not this machine's
+                await self._runner.cleanup()
+                self._runner = None
+                raise CannotListen(host, port, e) from e
             server = site._server
             sockets = getattr(server, "sockets", None) or []
             self.port = sockets[0].getsockname()[1] if sockets else self.settings.http_port

@@ -7,11 +7,12 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING
 
 from notifier.keys import Keys
-from notifier.streams import as_text
+
+if TYPE_CHECKING:  # redis loads when a store is used: `notifier --help` reads ROLES only
+    from redis.asyncio import Redis
 
 ROLES = ("staff", "emergency", "admin")
 # what each role may do, beyond what it is named for
@@ -58,6 +59,8 @@ class TokenStore:
 
     async def check_digest(self, token_digest: str) -> Token | None:
         """The token whose hash is ``token_digest``, if it has not been revoked."""
+        from notifier.streams import as_text
+
         name = await self.redis.hget(self.keys.token_hashes, token_digest)
         if name is None:
             return None
@@ -68,6 +71,8 @@ class TokenStore:
         return Token(as_text(name), data["role"], data["created"])
 
     async def list(self) -> list[Token]:
+        from notifier.streams import as_text
+
         rows = await self.redis.hgetall(self.keys.tokens)
         tokens = [
             Token(as_text(name), json.loads(r)["role"], json.loads(r)["created"])

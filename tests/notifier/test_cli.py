@@ -33,11 +33,11 @@ def env_for(prefix: str, tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def notifier(
-    env: dict[str, str], *args: str, cwd: Path | None = None, stdin: str | None = None
+def run(
+    argv: list[str], env: dict[str, str], cwd: Path | None = None, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "notifier", *args],
+        argv,
         env=env,
         input=stdin,
         cwd=cwd or ROOT,
@@ -46,6 +46,12 @@ def notifier(
         timeout=60,
         check=False,
     )
+
+
+def notifier(
+    env: dict[str, str], *args: str, cwd: Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return run([sys.executable, "-m", "notifier", *args], env, cwd=cwd, stdin=stdin)
 
 
 def free_port() -> int:
