@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("serve", help="api, workers and scheduler in one process")
+    s = sub.add_parser(
+        "serve", help="api, workers and scheduler in one process; says what another terminal sets"
+    )
     s.set_defaults(func=cmd_serve, parts=None)  # None: every part
     s = sub.add_parser("api", help="the HTTP api alone")
     s.set_defaults(func=cmd_run, parts=("api",))
