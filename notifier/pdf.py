@@ -4,9 +4,9 @@ a second or more, and delivery must never wait behind it.
 The fonts come from the system (fontconfig): the project's setup installs Debian's
 BIZ UD Gothic (a universal-design typeface) and IPAex Gothic, Nanum Barun Gothic for
 Korean and Droid Sans Fallback for Simplified Chinese (print/_fonts.html says which text
-each prints); WeasyPrint embeds the glyphs it uses. Each process loads WeasyPrint and the fonts once, when it starts, and
-keeps them (and the images it has decoded: a whole-ward notice's QR code is the same in
-every area's digest) for the documents that follow.
+each prints); WeasyPrint embeds the glyphs it uses. Each process loads WeasyPrint and the
+fonts once, when it starts, and keeps them (and the images it has decoded: a whole-ward
+notice's QR code is the same in every area's digest) for the documents that follow.
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def latin_face(name: str) -> bytes:
     if found is None:
         raise FileNotFoundError(f"no font file {name} under {', '.join(map(str, FONT_FOLDERS))}")
     font = TTFont(found)
-    options = subset.Options(layout_features=["*"], name_IDs=["*"])
+    options = subset.Options(name_IDs=["*"])  # its names; the usual layout features
     options.drop_tables += ["meta"]  # which fontTools does not subset, and says so
     subsetter = subset.Subsetter(options)
     subsetter.populate(unicodes=LATIN_CHARACTERS)
