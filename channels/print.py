@@ -19,7 +19,7 @@ from channels.base import BaseChannel, Batch, Context, Outcome, log
 from channels.outbox import write_atomic
 from notifier.logs import event
 from notifier.models import Alert, AnyNotice
-from notifier.pdf import PdfMaker
+from notifier.pdf import PdfMaker, save
 from notifier.render import Templates
 
 
@@ -35,7 +35,8 @@ class PrintChannel(BaseChannel):
         self.pdf = PdfMaker()
 
     async def _flyers(self, batch: Batch) -> Outcome:
-        """An alert's one-page flyer for each affected area, handed to the printer when
+        """An alert's flyer for each affected area (a page, in the largest type that fits
+        it), handed to the printer when
         NOTIFIER_PRINT_COMMAND is set (a printer's failure is logged, never retried:
         the flyer is on disk either way)."""
         settings = self.context.settings
@@ -43,7 +44,7 @@ class PrintChannel(BaseChannel):
         printed: dict[str, int] = {}
         for area in batch.areas:
             path = folder / f"{batch.notice_id}-{area}.pdf"
-            await self.pdf.write(batch.content["flyers"][area], path)
+            await save(await self.pdf.fitted(batch.content["flyers"][area]), path)
             if settings.print_command:
                 printed[area] = await _print(settings.print_command, path)
         failed = {a: code for a, code in printed.items() if code != 0}
@@ -62,12 +63,20 @@ class PrintChannel(BaseChannel):
     @staticmethod
     def compose(templates: Templates, notice: AnyNotice, lang: str) -> dict[str, Any]:
         if isinstance(notice, Alert):
-            ward = templates.settings.ward
-            names = {a.code: a.name for a in ward.areas}
+            # the notice's link, or else where a resident subscribes for the updates
+            link = notice.url or f"{templates.settings.public_url}/subscribe"
+            code = segno.make(link, error="m").svg_data_uri()
             return {
                 "flyers": {
-                    code: templates.render("print/flyer.html", notice, lang, area_name=name)
-                    for code, name in names.items()
+                    area.code: templates.render(
+                        "print/flyer.html",
+                        notice,
+                        lang,
+                        area_name=area.label(lang),
+                        link=link,
+                        qr=code,
+                    )
+                    for area in templates.settings.ward.areas
                 }
             }
         easy = notice.translations.get("easy")

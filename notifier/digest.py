@@ -3,7 +3,8 @@
 An area's digest holds the announcements of the period that joined its pool (whole-ward
 notices join every area's), grouped by topic, newest first, with the period's alerts on
 the first page; a cover with the ward's name, the period in Japanese dates with the era,
-a table of contents and the phone number. Residents registered for print get a mailing
+a table of contents and the phone number (or, for a few notices that fit it, the notices
+themselves on that one page). Residents registered for print get a mailing
 copy with their address placed for a window envelope.
 """
 
@@ -32,6 +33,7 @@ log = logging.getLogger("notifier.digest")
 
 REIWA = date(2019, 5, 1)
 FILES_A_CALL = 50  # PDF files a PDF process makes from one layout of an area's notices
+FOLDED_AT_MOST = 3  # notices a digest may print on its cover's page, in place of contents
 
 
 def era_date(day: date, with_year: bool = True) -> str:
@@ -115,24 +117,33 @@ class DigestBuilder:
             return []
         values = self._values(area, period, sections, mine)
         body = self.templates.page("print/digest.html", **values) if sections else None
+        count = sum(len(s["entries"]) for s in sections)
+        foldable = 0 < count <= FOLDED_AT_MOST
 
-        def cover(resident: dict[str, str] | None) -> str:
-            return self.templates.page("print/cover.html", **values, resident=resident)
+        def cover(resident: dict[str, str] | None, folded: bool = False) -> str:
+            return self.templates.page(
+                "print/cover.html", **values, resident=resident, folded=folded
+            )
 
         # the area's digest, then the mailing copies (a file each, or one for the print shop)
-        files = [(folder / f"{area}.pdf", [cover(None)])]
+        files: list[tuple[Path, list[dict[str, str] | None]]] = [(folder / f"{area}.pdf", [None])]
         residents = await self._residents(area)
         if residents and self.settings.print_mail == "merged":
-            files.append((folder / "mail" / f"{area}.pdf", [cover(r) for r in residents]))
+            files.append((folder / "mail" / f"{area}.pdf", [*residents]))
         elif residents:
-            files += [(folder / "mail" / f"{area}-{r['id']}.pdf", [cover(r)]) for r in residents]
+            files += [(folder / "mail" / f"{area}-{r['id']}.pdf", [r]) for r in residents]
         written = []
         for start in range(0, len(files), FILES_A_CALL):  # the notices laid out once a call
             chunk = files[start : start + FILES_A_CALL]
-            pdfs = await self.pdf.booklets(body, [covers for _, covers in chunk])
+            pdfs = await self.pdf.booklets(
+                body,
+                [[cover(r) for r in copies] for _, copies in chunk],
+                [[cover(r, folded=True) for r in copies] for _, copies in chunk]
+                if foldable
+                else None,
+            )
             for (path, _), pdf in zip(chunk, pdfs, strict=True):
                 written.append(await save(pdf, path))
-        count = sum(len(s["entries"]) for s in sections)
         event(log, "digest.built", area=area, week=period.label, notices=count)
         return written
 

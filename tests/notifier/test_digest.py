@@ -69,12 +69,16 @@ async def register(runtime: Runtime, address: str, name: str, areas: list[str]) 
 
 @pytest.fixture
 async def delivered(runtime: Runtime, settings: Settings) -> AsyncIterator[dict[str, str]]:
-    """Three announcements (Nerima, the whole ward, Oizumi) and an alert for Nerima,
-    delivered on print; a resident registered for print in Nerima."""
+    """Five announcements (three for Nerima, one for the whole ward, one for Oizumi) and an
+    alert for Nerima, delivered on print; a resident registered for print in Nerima. Nerima's
+    four notices make a booklet with contents (a digest of up to three that fits one page
+    is printed on it: tests/notifier/test_paper_digest.py)."""
     await register(runtime, "〒176-8501 東京都練馬区豊玉北6-12-1", "練馬花子", ["nerima"])
     ids: dict[str, str] = {}
     for key, fields in {
         "nerima": {"title": "粗大ごみの収集日が変わります", "areas": ["nerima"]},
+        "nerima-2": {"title": "資源回収のお知らせ", "areas": ["nerima"], "topics": ["garbage"]},
+        "nerima-3": {"title": "地域の清掃活動", "areas": ["nerima"], "topics": ["community"]},
         "ward": {
             "title": "区民健康診断のお知らせ",
             "body": "区民健康診断を実施します。",
@@ -184,7 +188,7 @@ async def test_each_area_gets_a_legible_a4_digest_of_its_own_notices(
     assert "大泉地域のお祭り" not in text
     pages = [page.extract_text().replace(" ", "") for page in PdfReader(nerima).pages]
     # the front matter is unnumbered; the notices' pages say "N/M" at their foot, from 1
-    numbered = {int(m[1]): text for text in pages if (m := re.search(r"\n(\d+)/\d+$", text))}
+    numbered = {int(m[1]): text for text in pages if (m := re.search(r"\n(\d+)\s*/\s*\d+$", text))}
     assert sorted(numbered) == list(range(1, len(pages))), pages  # the cover fits one page
     for title in ("粗大ごみの収集日が変わります", "区民健康診断のお知らせ"):  # contents → its page
         listed = re.search(f"{title}　…　(\\d+)ページ", pages[0])
@@ -215,7 +219,8 @@ async def test_mailing_copies_carry_their_own_address_over_the_areas_pages(
         pdf.close()
 
     def pages(path: Path) -> list[str]:
-        return [page.extract_text().replace(" ", "") for page in PdfReader(path).pages]
+        """Each page's text; the reader takes the gaps of "N / M" for spaces of either width."""
+        return [re.sub("[ \u3000]", "", page.extract_text()) for page in PdfReader(path).pages]
 
     folder = settings.print_dir / period.label
     general = pages(folder / "nerima.pdf")
@@ -224,7 +229,7 @@ async def test_mailing_copies_carry_their_own_address_over_the_areas_pages(
 
     def parts(booklet: list[str]) -> tuple[str, list[str]]:
         """(front matter, notices' pages): those are numbered "N/M" at their foot."""
-        body = [text for text in booklet if re.search(r"\n\d+/\d+$", text)]
+        body = [text for text in booklet if re.search(r"\n\d+\s*/\s*\d+$", text)]
         return "".join(text for text in booklet if text not in body), body
 
     starts = [i for i, text in enumerate(merged) if "くらしのお知らせ" in text] + [len(merged)]
@@ -259,7 +264,8 @@ async def test_an_alert_makes_a_one_page_flyer_per_affected_area(
     reader = PdfReader(flyers[0])
     assert len(reader.pages) == 1
     text = reader.pages[0].extract_text().replace(" ", "")
-    assert "【緊急】練馬区緊急情報" in text and "避難指示" in text and "03-3993-1111" in text
+    assert "【緊急】練馬区" in text and "避難指示" in text and "03-3993-1111" in text
+    assert "緊急情報" not in text  # the marks once, in the band, then the title
     assert smallest_type(flyers[0]) >= 20 - 0.01
     printed = settings.print_dir.parent / "printer" / flyers[0].name  # NOTIFIER_PRINT_COMMAND
     assert printed.read_bytes() == flyers[0].read_bytes()
