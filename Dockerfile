@@ -14,10 +14,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # The printed digest: Pango (with HarfBuzz-Subset) lays it out in universal-design
-# Japanese fonts, which the PDFs embed.
+# Japanese fonts (and Korean and Chinese ones), which the PDFs embed.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 \
         libharfbuzz-subset0 fonts-morisawa-bizud-gothic fonts-ipaexfont-gothic \
+        fonts-nanum fonts-droid-fallback \
     && rm -rf /var/lib/apt/lists/*
 
 # Dependencies first, read from pyproject.toml, so that a code change reuses this layer.

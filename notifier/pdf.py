@@ -17,6 +17,7 @@ import io
 import multiprocessing
 import os
 import re
+import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -174,8 +175,8 @@ def _layout(html: str) -> Any:
 @functools.cache
 def latin_face(name: str) -> bytes:
     """The Latin characters of the installed font file ``name`` (a .ttf), as a font."""
-    from fontTools import subset  # type: ignore[import-untyped]  # WeasyPrint's dependency
-    from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
+    from fontTools import subset
+    from fontTools.ttLib import TTFont
 
     found = next((p for folder in FONT_FOLDERS for p in folder.rglob(name)), None)
     if found is None:
@@ -206,8 +207,11 @@ def _fetcher() -> Any:
 
 
 def _load(peers: Barrier) -> None:
-    """Runs first in each new PDF process: WeasyPrint and the fonts, loaded now."""
+    """Runs first in each new PDF process: WeasyPrint and the fonts, loaded now. Ctrl-C
+    is the parent's to handle (it shuts the pool down), not each process's."""
     from jinja2 import Environment, FileSystemLoader
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     global _peers
     _peers = peers
