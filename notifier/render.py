@@ -81,6 +81,15 @@ def furigana(text: str, readings: dict[str, str]) -> Markup:
     return Markup("").join(out)
 
 
+def paragraphs(text: str) -> Markup:
+    """``{{ body | paragraphs }}``: a paragraph for each blank-line-separated part, its own
+    line breaks kept (as the desk wrote them: 避難所：… on a line of its own)."""
+    return Markup("\n").join(
+        Markup("<p>{}</p>").format(Markup("<br>").join(escape(line) for line in part.split("\n")))
+        for part in text.split("\n\n")
+    )
+
+
 @pass_context
 def _listed(context: JinjaContext, names: list[str]) -> str:
     """``{{ areas | listed }}``: names one after another, as the reader's language lists them."""
@@ -105,6 +114,7 @@ class Templates:
         )
         self.env.filters["when"] = self._when
         self.env.filters["listed"] = _listed
+        self.env.filters["paragraphs"] = paragraphs
         self.env.filters["furigana"] = furigana
 
     @pass_context
