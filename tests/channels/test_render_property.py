@@ -326,8 +326,8 @@ def parsed(html: str, *wanted: str) -> _Html:
 
 
 # the tags the print templates write: a tag beyond them came from a notice's text
-PRINT_TAGS = {"h1", "h2", "h3", "p", "section", "div", "img", "span"}
-FLYER_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "p", "div", "span"}
+PRINT_TAGS = {"h1", "h2", "h3", "p", "br", "section", "div", "img", "span"}  # br: a line break kept
+FLYER_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "p", "br", "div", "span"}
 
 
 @RUNS
