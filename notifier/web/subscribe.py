@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from channels.email import OUTBOX_SENDER
 from channels.outbox import write_atomic
 from channels.smtp_pool import SmtpPool
-from notifier.i18n import HTML_LANG, N_, Say, joined, speaker
+from notifier.i18n import HTML_LANG, N_, joined, speaker
 from notifier.logs import event
 from notifier.models import Subscriber, field_errors
 from notifier.runtime import Runtime
@@ -185,10 +185,13 @@ def typed(data: Any, lang: str) -> dict[str, Any]:
     }
 
 
-def errors_in(e: ValidationError, _: Say) -> dict[str, str]:
+def errors_in(e: ValidationError, lang: str) -> dict[str, str]:
+    """Each field's message in ``lang``; a bad address also asks for half-width."""
+    _ = speaker(lang)
     errors = {f: _(ERRORS.get(f, UNNAMED)) for f in field_errors(e)}
     if "address" in errors:
-        errors["address"] += " " + _(HALF_WIDTH)
+        space = "" if lang in ("ja", "easy", "zh") else " "  # after 。 no space
+        errors["address"] += space + _(HALF_WIDTH)
     return errors
 
 
@@ -206,7 +209,7 @@ async def subscribe(request: web.Request) -> web.Response:
     try:
         sub = store.validate({"channel": "email", **values})
     except ValidationError as e:
-        errors = errors_in(e, speaker(lang))
+        errors = errors_in(e, lang)
         return page(request, "web/subscribe.html", lang, 400, values=values, errors=errors)
     lang = sub.language
     _ = speaker(lang)
@@ -390,7 +393,7 @@ async def save_settings(request: web.Request) -> web.Response:
     try:
         sub = store.validate({"channel": "email", **values})
     except ValidationError as e:
-        return await settings_page(request, lang, values, errors_in(e, speaker(lang)))
+        return await settings_page(request, lang, values, errors_in(e, lang))
     await store.save([sub])
     await runtime.audit.resident("email.settings", subscriber_id, request.remote or "unknown")
     event(log, "subscribe.settings", subscriber=subscriber_id)
