@@ -1,11 +1,12 @@
 """Email: a multipart/alternative message per subscriber, rendered once per language.
 
 The body is rendered once per (notice, language) with a placeholder where each
-recipient's own unsubscribe link goes; a recipient's message is that body with the link
-put in and its own headers — no template render per recipient. Live, messages go out
-over a small pool of long-lived SMTP connections; each address a notice reached is
-on record within milliseconds of its 250 (a group of them in one Redis write), so a
-retry or a restarted worker never mails it twice.
+recipient's own token goes (in the links to their settings and unsubscribe pages); a
+recipient's message is that body with the token put in and its own headers — no
+template render per recipient. Live, messages go out over a small pool of long-lived
+SMTP connections; each address a notice reached is on record within milliseconds of its
+250 (a group of them in one Redis write), so a retry or a restarted worker never mails
+it twice.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OUTBOX_SENDER = "notifier@localhost"
-# stands in the rendered body for each recipient's link: noncharacters, which no notice holds
-UNSUBSCRIBE = "\ufdd0unsubscribe\ufdd1"
+# stands in the rendered body for each recipient's token (in their settings and unsubscribe
+# links): noncharacters, which no notice holds
+OWN_MARK = "\ufdd0token\ufdd1"
 TEXT_PART, HTML_PART = "%%TEXT_PART%%\n", "%%HTML_PART%%\n"
 MAILED_TTL = 30 * 24 * 3600  # how long a notice's record of the addresses it reached is kept
 LINGER = 0.010  # seconds a 250 may wait to be written with the others that came meanwhile
@@ -90,7 +92,7 @@ SLOTS = re.compile(b"(%b)" % b"|".join(map(re.escape, (TO, DATE, MESSAGE_ID, TOK
 
 @dataclass(frozen=True)
 class Part:
-    """A body part's text cut where each recipient's unsubscribe link goes; the base64
+    """A body part's text cut where each recipient's token goes; the base64
     lines of what comes before the first cut (as many whole lines as it fills) are made
     once, so a recipient's payload is a few lines to encode, not the whole part."""
 
@@ -99,14 +101,14 @@ class Part:
 
     @classmethod
     def of(cls, text: str) -> Part:
-        data, link = _crlf(text), UNSUBSCRIBE.encode()
-        cut = data.find(link)
+        data, mark = _crlf(text), OWN_MARK.encode()
+        cut = data.find(mark)
         whole = (cut if cut >= 0 else len(data) - 1) // 57 * 57  # 57 bytes: one line of 76
         head = _base64(data[:whole]) + b"\r\n" if whole else b""
-        return cls(head, tuple(data[whole:].split(link)))
+        return cls(head, tuple(data[whole:].split(mark)))
 
-    def payload(self, link: bytes) -> bytes:
-        return self.head + _base64(link.join(self.rest))
+    def payload(self, token: bytes) -> bytes:
+        return self.head + _base64(token.join(self.rest))
 
 
 @dataclass(frozen=True)
@@ -235,7 +237,11 @@ class EmailChannel(BaseChannel):
 
     @staticmethod
     def compose(templates: Templates, notice: AnyNotice, lang: str) -> dict[str, Any]:
-        extra = {"unsubscribe_url": UNSUBSCRIBE}
+        public = templates.settings.public_url
+        extra = {
+            "unsubscribe_url": f"{public}/unsubscribe/{OWN_MARK}",
+            "settings_url": f"{public}/subscribe/settings/{OWN_MARK}",
+        }
         return {
             "subject": templates.render("email/announcement.subject.txt", notice, lang),
             "text": templates.render("email/announcement.txt", notice, lang, **extra),
@@ -289,15 +295,14 @@ class EmailChannel(BaseChannel):
         no template and no MIME building per recipient). Its Message-ID is the same each
         time it is made, so a copy that a crash made the worker send again can be told
         for what it is."""
-        link = f"{self.context.settings.public_url}/unsubscribe/{token}".encode()
         domain = self.sender.rpartition("@")[2]
         own = {
             TO: recipient.address.encode(),
             DATE: skeleton.date,
             MESSAGE_ID: f"{batch.notice_id}.{recipient.id}@{domain}".encode(),
             TOKEN: token.encode(),
-            TEXT: skeleton.text.payload(link),
-            HTML: skeleton.html.payload(link),
+            TEXT: skeleton.text.payload(token.encode()),
+            HTML: skeleton.html.payload(token.encode()),
         }
         pieces = list(skeleton.pieces)
         pieces[1::2] = [own[slot] for slot in pieces[1::2]]

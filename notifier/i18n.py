@@ -31,6 +31,13 @@ SAID_IN = {
     "templates/email/announcement.html": "jinja2.ext:babel_extract",
     "templates/email/announcement.txt": "jinja2.ext:babel_extract",
     "templates/email/announcement.subject.txt": "jinja2.ext:babel_extract",
+    "templates/email/confirm.txt": "jinja2.ext:babel_extract",
+    "notifier/web/subscribe.py": "python",
+    "templates/web/base.html": "jinja2.ext:babel_extract",
+    "templates/web/subscribe.html": "jinja2.ext:babel_extract",
+    "templates/web/settings.html": "jinja2.ext:babel_extract",
+    "templates/web/sent.html": "jinja2.ext:babel_extract",
+    "templates/web/_choices.html": "jinja2.ext:babel_extract",
 }
 HTML_LANG = {"easy": "ja", "zh": "zh-Hans"}  # a language's tag in HTML's lang, where not its code
 

@@ -15,10 +15,11 @@ from urllib.parse import quote
 from aiohttp import web
 
 from channels import REGISTRY
-from channels.email import UNSUBSCRIBE
+from channels.email import OWN_MARK
 from channels.x_text import LIMIT, weight
 from notifier import intake
 from notifier.config import CHANNELS
+from notifier.i18n import HTML_LANG
 from notifier.logs import event
 from notifier.render import TEMPLATES_DIR
 from notifier.tokens import Token, digest
@@ -249,9 +250,22 @@ async def preview(request: web.Request) -> web.Response:
         return json_response(
             {"errors": forms.japanese(e.fields, runtime.settings, forms.COMPOSE), "html": ""}
         )
-    shown = {c: REGISTRY[c].compose(runtime.templates, notice, "ja") for c in notice.channels}
-    html = runtime.templates.page(  # what the workers will send, so staff see what residents get
-        "console/previews.html", previews=shown, weight=weight, limit=LIMIT, unsubscribe=UNSUBSCRIBE
+    templates = runtime.templates
+    shown = {c: REGISTRY[c].compose(templates, notice, "ja") for c in notice.channels}
+    # LINE: each language's bubble the notice has, as each reader will get it
+    bubbles = {
+        lang: REGISTRY["line"].compose(templates, notice, lang)
+        for lang in notice.translations
+        if "line" in notice.channels
+    }
+    html = templates.page(  # what the workers will send, so staff see what residents get
+        "console/previews.html",
+        previews=shown,
+        translated=bubbles,
+        html_lang=HTML_LANG,
+        weight=weight,
+        limit=LIMIT,
+        own_mark=OWN_MARK,
     )
     return json_response({"errors": {}, "html": html})
 

@@ -169,7 +169,7 @@ def test_the_mail_keeps_line_breaks_names_no_topic_and_speaks_each_language(
     assert 'font-size: 16px; color: #333;">' in ja["html"]
     en = EmailChannel.compose(templates, shown, "en")
     assert "<p>Line one<br>Line two</p>" in en["html"]
-    assert 'lang="en"' in en["html"] and "registration page" in en["html"]
+    assert 'lang="en"' in en["html"] and "Change your areas, topics or language" in en["html"]
     assert en["subject"] == "[Nerima City] Bulky waste"
     assert "Issued Thu, Nov 26, 9:00 a.m." in en["text"]
     assert "Unsubscribe: " in en["text"] and "あ" not in en["text"]

@@ -42,6 +42,8 @@ ROUTES = {
     ("GET", "/subscribe"): PUBLIC,
     ("POST", "/subscribe"): PUBLIC,
     ("GET", "/subscribe/confirm/{token}"): PUBLIC,
+    ("GET", "/subscribe/settings/{token}"): PUBLIC,  # the resident's own token instead
+    ("POST", "/subscribe/settings/{token}"): PUBLIC,
     ("GET", "/unsubscribe/{token}"): PUBLIC,
     ("POST", "/unsubscribe/{token}"): PUBLIC,
     ("GET", "/console"): PUBLIC,  # a redirect to the notices

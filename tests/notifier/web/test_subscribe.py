@@ -71,7 +71,8 @@ async def test_subscribe_confirm_receive_and_leave_with_one_click(
     async with session.get(base + path) as response:
         assert response.status == 200 and "登録が完了しました" in await response.text()
     async with session.get(base + path) as response:  # a confirmation link works once
-        assert response.status == 404
+        assert response.status == 200 and "すでに登録されています" in await response.text()
+    assert (await runtime.subscribers.counts())["email"] == 1
 
     result = await post_notice(runtime, areas=["oizumi"], url="https://www.city.nerima.tokyo.jp/")
     assert result["progress"]["email"]["sent"] == 1
