@@ -24,6 +24,7 @@ SOURCE = "ja"  # the language the messages are written in: no catalogue of its o
 KEYWORDS = {"_": None, "say": None, "N_": None}  # the calls that say a message, for Babel
 # the files that say them (from the project's root), and how Babel reads each
 SAID_IN = {
+    "notifier/render.py": "python",
     "notifier/line_chat.py": "python",
     "channels/line.py": "python",
     "templates/line/announcement.json": "jinja2.ext:babel_extract",

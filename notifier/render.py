@@ -11,29 +11,21 @@ from jinja2.runtime import Context as JinjaContext
 from markupsafe import Markup, escape
 
 from notifier.config import PROJECT_ROOT, Settings
-from notifier.i18n import HTML_LANG, joined, speaker
+from notifier.i18n import HTML_LANG, N_, joined, speaker
 from notifier.models import Alert, AnyNotice
 from notifier.when import local_time
 
 TEMPLATES_DIR = PROJECT_ROOT / "templates"
+# an alert's marks, in Japanese; each language's own words come from its catalogue
 MARKS = {
-    "ja": {
-        "advisory": "注意",
-        "warning": "警戒",
-        "emergency": "緊急",
-        "update": "更新",
-        "cancel": "解除",
-        "drill": "訓練",
-    },
-    "en": {
-        "advisory": "ADVISORY",
-        "warning": "WARNING",
-        "emergency": "EMERGENCY",
-        "update": "UPDATE",
-        "cancel": "ALL CLEAR",
-        "drill": "DRILL",
-    },
+    "advisory": N_("注意"),
+    "warning": N_("警戒"),
+    "emergency": N_("緊急"),
+    "update": N_("更新"),
+    "cancel": N_("解除"),
+    "drill": N_("訓練"),
 }
+SQUARE = ("en", "ko")  # languages whose marks go in [ ], not 【 】
 SEVERITY_COLOURS = {"advisory": "#7a5c00", "warning": "#b34700", "emergency": "#b00020"}
 ALL_CLEAR_COLOUR = "#1e6b32"
 
@@ -43,19 +35,20 @@ def alert_marks(notice: AnyNotice, lang: str) -> list[str]:
     all-clear — ['訓練', '緊急', '更新']. Nothing for an announcement."""
     if not isinstance(notice, Alert):
         return []
-    words = MARKS["en" if lang == "en" else "ja"]
-    marks = [words["drill"]] if notice.drill else []
+    say = speaker(lang)
+    marks = [say(MARKS["drill"])] if notice.drill else []
     if notice.type == "cancel":
-        return [*marks, words["cancel"]]
-    marks.append(words[notice.severity])
-    return [*marks, words["update"]] if notice.type == "update" else marks
+        return [*marks, say(MARKS["cancel"])]
+    marks.append(say(MARKS[notice.severity]))
+    return [*marks, say(MARKS["update"])] if notice.type == "update" else marks
 
 
 def bracketed(marks: list[str], lang: str) -> str:
-    """['緊急', '更新'] → 【緊急】【更新】 (in English: [EMERGENCY][UPDATE] )."""
+    """['緊急', '更新'] → 【緊急】【更新】 (in English: [EMERGENCY][UPDATE] , in Korean
+    [긴급][갱신] )."""
     if not marks:
         return ""
-    if lang == "en":
+    if lang in SQUARE:
         return "".join(f"[{m}]" for m in marks) + " "
     return "".join(f"【{m}】" for m in marks)
 
@@ -166,7 +159,7 @@ class Templates:
             "drill": notice.drill,
             "marks": marks,
             "prefix": bracketed(marks, lang),
-            "severity_label": MARKS["en" if lang == "en" else "ja"][notice.severity],
+            "severity_label": speaker(lang)(MARKS[notice.severity]),
             "colour": ALL_CLEAR_COLOUR
             if notice.type == "cancel"
             else SEVERITY_COLOURS[notice.severity],

@@ -145,3 +145,21 @@ def test_a_hazard_map_that_is_not_https_is_refused(settings: Settings) -> None:
     ward["hazard_map_url"] = "http://example.jp/map"
     with pytest.raises(ValueError, match="https://"):
         type(settings.ward).model_validate(ward)
+
+
+@pytest.mark.parametrize(
+    ("lang", "marks"),
+    [
+        ("ja", "【訓練】【緊急】【更新】"),
+        ("easy", "【くんれん】【きんきゅう】【こうしん】"),
+        ("en", "[DRILL][EMERGENCY][UPDATE] "),
+        ("zh", "【演练】【紧急】【更新】"),
+        ("ko", "[훈련][긴급][갱신] "),
+    ],
+)
+def test_an_alerts_marks_are_in_the_readers_language(
+    settings: Settings, lang: str, marks: str
+) -> None:
+    drill = alert(settings, drill=True, type="update", references=f"{uuid.UUID(int=1)}")
+    header = bubble(settings, drill, lang)["header"]["contents"][0]["text"]
+    assert header.startswith(marks)

@@ -43,14 +43,16 @@ def test_every_catalogue_has_every_message_and_no_other(lang: str) -> None:
     with catalogue_path(lang).open("rb") as f:
         catalogue = read_po(f)
     translated = {m.id: m.string for m in catalogue if m.id and not m.fuzzy}
+    # a word the language writes as Japanese does (中文's 注意) says so in a comment
+    alike = {m.id for m in catalogue if any("the same word" in c for c in m.user_comments)}
     said = said_in_code()
     assert len(said) > 20  # the extraction found the conversation's messages
     assert set(translated) == said
     fields = string.Formatter()
     for message, translation in translated.items():
         assert translation, message
-        if KANA.search(message) or HAN.search(message):  # Japanese words: translated
-            assert translation != message, message
+        if (KANA.search(message) or HAN.search(message)) and message not in alike:
+            assert translation != message, message  # Japanese words: translated
         named = {f for _, f, _, _ in fields.parse(message) if f}
         assert {f for _, f, _, _ in fields.parse(translation) if f} == named, message
 
