@@ -28,25 +28,22 @@ from typing import Any
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from fanout import (  # noqa: E402
+from bench.harness import (
+    ROOT,
     SECRET,
+    drop_keys,
     free_port,
+    load,
     service_env,
     start_fake_line,
     stop_all,
     wait_ready,
 )
-from outbox import drop_keys, load  # noqa: E402
-
-from notifier.config import load_settings  # noqa: E402
-from notifier.runtime import Runtime  # noqa: E402
-from tests.conftest import X_CREDENTIALS  # noqa: E402
-from tests.fake_x import FakeX  # noqa: E402
-from tests.smtp_sink import SmtpSink  # noqa: E402
+from notifier.config import load_settings
+from notifier.runtime import Runtime
+from tests.conftest import X_CREDENTIALS
+from tests.fake_x import FakeX
+from tests.smtp_sink import SmtpSink
 
 CHANNELS = ("line", "x", "email", "print")
 

@@ -29,10 +29,9 @@ from pathlib import Path
 
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from tests.redis_process import RedisProcess
 
-from tests.redis_process import RedisProcess  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TARGET = 0.5  # seconds, each command
 COMMANDS = {

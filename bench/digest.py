@@ -26,19 +26,14 @@ from typing import Any
 
 from pypdf import PdfReader
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from outbox import drop_keys  # noqa: E402
-
-from channels.print import PrintChannel  # noqa: E402
-from notifier import logs  # noqa: E402
-from notifier.config import load_settings  # noqa: E402
-from notifier.digest import DigestBuilder, Period  # noqa: E402
-from notifier.models import Announcement  # noqa: E402
-from notifier.pdf import PdfMaker, processes_for_digest  # noqa: E402
-from notifier.runtime import Runtime  # noqa: E402
+from bench.harness import drop_keys
+from channels.print import PrintChannel
+from notifier import logs
+from notifier.config import load_settings
+from notifier.digest import DigestBuilder, Period
+from notifier.models import Announcement
+from notifier.pdf import PdfMaker, processes_for_digest
+from notifier.runtime import Runtime
 
 BODY = (
     "12月から、粗大ごみの収集日が変わります。お住まいの地域の収集日は、同封の表でご確認ください。"

@@ -57,19 +57,14 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import IO, Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # for tests.smtp_sink
-
-from channels.email import UNSUBSCRIBE, EmailChannel  # noqa: E402
-from notifier import intake, logs  # noqa: E402
-from notifier.config import Settings, load_settings  # noqa: E402
-from notifier.runtime import Runtime  # noqa: E402
-from notifier.service import Service  # noqa: E402
-from tests.smtp_sink import HOST, SmtpSink  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "bench"))
-from outbox import OWNED_ENV as PIPELINE_ENV  # noqa: E402
-from outbox import Report, delivered, drop_keys  # noqa: E402
+from bench.harness import OWNED_ENV as PIPELINE_ENV
+from bench.harness import Report, delivered, drop_keys
+from channels.email import OWN_MARK, EmailChannel
+from notifier import intake, logs
+from notifier.config import Settings, load_settings
+from notifier.runtime import Runtime
+from notifier.service import Service
+from tests.smtp_sink import HOST, SmtpSink
 
 DELAYS = (0.020, 0.0)  # seconds the sink takes per message
 SENDER = "notifier@city.example.jp"
@@ -286,7 +281,8 @@ async def service_run(
 def library_message(content: dict[str, Any], settings: Settings, i: int) -> EmailMessage:
     """What a notification library builds per recipient: the channel's message, same parts."""
     address = f"resident{i}@example.jp"
-    link = f"{settings.public_url}/unsubscribe/bench-{i}"
+    token = f"bench-{i}"  # the recipient's own token, in its unsubscribe and settings links
+    link = f"{settings.public_url}/unsubscribe/{token}"
     msg = EmailMessage()
     msg["From"] = SENDER
     msg["To"] = address
@@ -294,8 +290,8 @@ def library_message(content: dict[str, Any], settings: Settings, i: int) -> Emai
     msg["Date"] = format_datetime(datetime.now(settings.tz))
     msg["Message-ID"] = make_msgid(idstring=f"bench.{i}", domain=SENDER.rpartition("@")[2])
     msg["List-Unsubscribe"] = f"<{link}>"
-    msg.set_content(content["text"].replace(UNSUBSCRIBE, link), charset="utf-8")
-    msg.add_alternative(content["html"].replace(UNSUBSCRIBE, link), subtype="html")
+    msg.set_content(content["text"].replace(OWN_MARK, token), charset="utf-8")
+    msg.add_alternative(content["html"].replace(OWN_MARK, token), subtype="html")
     return msg
 
 

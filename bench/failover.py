@@ -57,19 +57,15 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from bench.harness import SECRET, TOKEN, address, free_port, load, service_env, stop_all, wait_ready
+from notifier.config import load_settings
+from notifier.runtime import Runtime
+from tests.fake_line import FakeLine
+from tests.redis_process import Sentinels
+from tests.smtp_sink import SmtpSink
+
 HERE = Path(__file__).resolve()
 ROOT = HERE.parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from fanout import SECRET, TOKEN, free_port, service_env, stop_all, wait_ready  # noqa: E402
-from outbox import address, load  # noqa: E402
-
-from notifier.config import load_settings  # noqa: E402
-from notifier.runtime import Runtime  # noqa: E402
-from tests.fake_line import FakeLine  # noqa: E402
-from tests.redis_process import Sentinels  # noqa: E402
-from tests.smtp_sink import SmtpSink  # noqa: E402
 
 PREFIX = "bench:failover:"  # each run has a Redis of its own
 INTERVAL = 0.05  # seconds between two announcements of the client

@@ -19,12 +19,8 @@ import argparse
 import asyncio
 import json
 import signal
-import sys
-from pathlib import Path
 
 from aiohttp import web
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.fake_line import FakeLine
 

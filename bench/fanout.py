@@ -33,8 +33,6 @@ import json
 import math
 import os
 import shutil
-import signal
-import socket
 import sys
 import tempfile
 import time
@@ -51,30 +49,28 @@ from linebot.v3.messaging import (
 )
 from pydantic import SecretStr
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from bench.harness import (
+    ROOT,
+    SECRET,
+    TOKEN,
+    cpu_seconds,
+    drop_keys,
+    free_port,
+    load,
+    service_env,
+    start_fake_line,
+    stop_all,
+    wait_ready,
+)
+from notifier.config import load_settings
+from notifier.runtime import Runtime
+from tests.redis_process import RedisProcess
+from tests.smtp_sink import SmtpSink
 
-from outbox import drop_keys, load  # noqa: E402
-
-from notifier.config import load_settings  # noqa: E402
-from notifier.runtime import Runtime  # noqa: E402
-from tests.redis_process import RedisProcess  # noqa: E402
-from tests.smtp_sink import SmtpSink  # noqa: E402
-
-TOKEN = "bench-token"
-SECRET = "bench-secret-key-bench-secret-key"  # subscribers are sealed with it, as when live
 MAIL_FROM = "bousai@city.nerima.example.jp"
 LINE_LIMIT = 200  # LINE's published multicast limit: requests in any second
 UNLIMITED = 1e9  # the floor's fake: no limit to speak of
 READERS = 4  # staff tokens the API reads take turns with (each within 600 a minute)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -83,12 +79,6 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time a running process has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def redis_cpu_seconds(runtime: Runtime) -> float:
@@ -116,19 +106,6 @@ async def cpu_now(runtime: Runtime, processes: list[asyncio.subprocess.Process])
     """CPU seconds so far of the service (its processes together), the fake and Redis."""
     service = sum(cpu_seconds(p.pid) for p in processes[1:])
     return [service, cpu_seconds(processes[0].pid), await redis_cpu_seconds(runtime)]
-
-
-async def wait_ready(session: aiohttp.ClientSession, url: str, within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            async with session.get(url) as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer in {within} s")
 
 
 async def naive(fake_url: str, users: list[str]) -> float:
@@ -190,64 +167,6 @@ async def floor(
         "floor_cpu_ms_fake": round(used[1] * 1000 / requests, 2),
         "floor_cores_s": round(sum(used) / (os.cpu_count() or 1), 3),
     }
-
-
-async def start_fake_line(
-    rate: float | None = None,
-) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
-    """The fake LINE server in its own process, and where it serves (url, stats): LINE's
-    limits on every endpoint, ``rate`` multicasts a second instead of LINE's if given."""
-    override = [] if rate is None else ["--rate", str(rate)]
-    fake = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "bench" / "fake_line_server.py"),
-        *override,
-        "--token",
-        TOKEN,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert fake.stdout is not None
-    where: dict[str, str] = json.loads(await asyncio.wait_for(fake.stdout.readline(), 30))
-    return fake, where
-
-
-def service_env(
-    args: argparse.Namespace, prefix: str, port: int, line_url: str, **extra: str
-) -> dict[str, str]:
-    """The environment of the service's processes: LINE live against the fake.
-
-    The multicast limit is ``args.service_rate`` if the bench has that option (None: the
-    service's default), else ``args.rate``, the fake's (the benches that share this)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-    env.update(
-        NOTIFIER_REDIS_URL=args.redis_url,
-        NOTIFIER_REDIS_PREFIX=prefix,
-        NOTIFIER_HTTP_PORT=str(port),
-        NOTIFIER_SECRET_KEY=SECRET,
-        NOTIFIER_LINE_CHANNEL_ACCESS_TOKEN=TOKEN,
-        NOTIFIER_LINE_CHANNEL_SECRET="bench-secret",
-        NOTIFIER_LINE_API_URL=line_url,
-        NOTIFIER_WORKER_CONCURRENCY=str(args.concurrency),
-        NOTIFIER_OUTBOX_DIR=str(Path(args.tmp) / "outbox"),
-        NOTIFIER_PRINT_DIR=str(Path(args.tmp) / "print"),
-        **extra,
-    )
-    service_rate = vars(args).get("service_rate", args.rate)
-    if service_rate is not None:
-        env["NOTIFIER_LINE_RATE_LIMIT"] = str(service_rate)
-    return env
-
-
-async def stop_all(processes: list[asyncio.subprocess.Process]) -> None:
-    """SIGTERM each process, wait up to 30 s for it, then kill it."""
-    for process in processes:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            await asyncio.wait_for(process.wait(), 30)
-        except TimeoutError:
-            process.kill()
 
 
 def percentile(values: list[float], share: float) -> float | None:

@@ -32,15 +32,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
-import redis
-
+from bench.harness import OWNED_ENV, Report, delivered, drop_keys, load
 from channels import REGISTRY, channel_class
 from notifier import intake, logs
-from notifier.config import Settings, Ward, load_settings
+from notifier.config import Settings, load_settings
 from notifier.dispatch import GROUP as DISPATCH_GROUP
 from notifier.dispatch import Dispatcher
 from notifier.keys import LANES
@@ -48,17 +46,7 @@ from notifier.runtime import Runtime
 from notifier.service import Service
 from notifier.streams import StreamReply, ensure_group
 
-CHUNK = 5000
-DONE = (b"done", b"failed")  # a notice's status when its delivery is over
 MiB = 1024 * 1024
-# settings the benchmark must own: the environment would otherwise win over them
-OWNED_ENV = (
-    "NOTIFIER_REDIS_URL",
-    "NOTIFIER_REDIS_PREFIX",
-    "NOTIFIER_OUTBOX_DIR",
-    "NOTIFIER_PRINT_DIR",
-    "NOTIFIER_QUIET_HOURS",
-)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -85,17 +73,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-class Report:
-    """Human lines (stdout, or stderr with --json) and the figures as a dict."""
-
-    def __init__(self, as_json: bool) -> None:
-        self.as_json = as_json
-        self.figures: dict[str, Any] = {}
-
-    def say(self, line: str) -> None:
-        print(line, file=sys.stderr if self.as_json else sys.stdout, flush=True)
-
-
 def rate(count: float, seconds: float) -> str:
     per_s = count / seconds if seconds > 0 else float("inf")
     return f"{per_s / 1000:.1f}k/s" if per_s >= 1000 else f"{per_s:.0f}/s"
@@ -108,31 +85,6 @@ def peak_rss_mib() -> float:
 async def redis_used_mib(rt: Runtime) -> float:
     info = await rt.redis.info("memory")
     return int(info["used_memory"]) / MiB
-
-
-def address(channel: str, i: int) -> str:
-    return f"U{i:032x}" if channel == "line" else f"resident{i}@example.jp"
-
-
-def subscriber_data(channel: str, i: int, ward: Ward) -> dict[str, object]:
-    """A varied, deterministic subscriber: a fifth whole-ward, a third every topic, 30% not ja."""
-    areas, topics = ward.area_codes, ward.topic_codes
-    others = [code for code in ward.language_codes if code != "ja"]
-    return {
-        "channel": channel,
-        "address": address(channel, i),
-        "name": f"住民{i}",
-        "areas": [] if i % 5 == 0 else sorted({areas[i % len(areas)], areas[i // 7 % len(areas)]}),
-        "topics": []
-        if i % 3 == 0
-        else sorted({topics[i % len(topics)], topics[i // 11 % len(topics)]}),
-        "language": others[i // 20 % len(others)] if others and i % 10 >= 7 else "ja",
-    }
-
-
-def ranges(n: int, size: int) -> Iterator[range]:
-    for start in range(0, n, size):
-        yield range(start, min(n, start + size))
 
 
 def announcement(settings: Settings, channel_names: list[str]) -> dict[str, Any]:
@@ -151,22 +103,6 @@ def announcement(settings: Settings, channel_names: list[str]) -> dict[str, Any]
         "url": "https://www.city.nerima.tokyo.jp/kurashi/gomi/",
         "translations": {k: v for k, v in translations.items() if k in ward.language_codes},
     }
-
-
-async def load(rt: Runtime, channel: str, n: int) -> tuple[float, float]:
-    """Validate and save n subscribers of ``channel``; (validate seconds, save seconds)."""
-    validating = saving = 0.0
-    ward = rt.settings.ward
-    for chunk in ranges(n, CHUNK):
-        started = time.perf_counter()
-        subs = [rt.subscribers.validate(subscriber_data(channel, i, ward)) for i in chunk]
-        validating += time.perf_counter() - started
-        started = time.perf_counter()
-        results = await rt.subscribers.save(subs)
-        saving += time.perf_counter() - started
-        if not all(created for _, created in results):
-            raise RuntimeError("a subscriber already existed under a fresh prefix")
-    return validating, saving
 
 
 async def bench(args: argparse.Namespace, settings: Settings, report: Report) -> None:
@@ -280,47 +216,6 @@ async def bench(args: argparse.Namespace, settings: Settings, report: Report) ->
         )
     finally:
         await rt.close()
-
-
-async def delivered(
-    rt: Runtime, service: Service, notice_id: str, limit: float
-) -> tuple[dict[str, Any], float]:
-    """Start the service, wait until the notice is done (or failed), stop it; the notice's
-    view and the seconds from the start. Only the status is read while waiting (one small
-    command each 20 ms): the wait takes little of the CPU that the delivery is using."""
-    started = time.perf_counter()
-    await service.start()
-    try:
-        while (await rt.redis.hget(rt.keys.notice(notice_id), "status")) not in DONE:
-            if time.perf_counter() - started > limit:
-                view = await rt.notices.get(notice_id)
-                progress = view["progress"] if view else None
-                raise TimeoutError(f"delivery not done after {limit:g} s: progress {progress}")
-            await asyncio.sleep(0.02)
-        seconds = time.perf_counter() - started
-    finally:
-        await service.stop()
-    view = await rt.notices.get(notice_id)
-    assert view is not None
-    return view, seconds
-
-
-def drop_keys(url: str, prefix: str) -> int:
-    """Delete every key under ``prefix`` (SCAN + DEL in chunks); the number deleted."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=5)
-    deleted = 0
-    try:
-        chunk: list[bytes] = []
-        for key in client.scan_iter(match=f"{prefix}*", count=1000):
-            chunk.append(key)
-            if len(chunk) >= 1000:
-                deleted += client.delete(*chunk)
-                chunk.clear()
-        if chunk:
-            deleted += client.delete(*chunk)
-    finally:
-        client.close()
-    return deleted
 
 
 def main(argv: list[str] | None = None) -> int:
