@@ -28,17 +28,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.harness import (
-    ROOT,
-    SECRET,
-    drop_keys,
-    free_port,
-    load,
-    service_env,
-    start_fake_line,
-    stop_all,
-    wait_ready,
-)
+from bench import harness
 from notifier.config import load_settings
 from notifier.runtime import Runtime
 from tests.conftest import X_CREDENTIALS
@@ -136,7 +126,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     prefix = f"bench:{uuid.uuid4().hex[:12]}:"
     tmp = Path(args.tmp) / prefix.replace(":", "-")
     figures: dict[str, Any] = {"line_subscribers": args.line, "email_subscribers": args.email}
-    fake_line, where = await start_fake_line(args.rate)
+    fake_line, where = await harness.start_fake_line(args.rate)
     processes = [fake_line]
     fake_x = FakeX()
     await fake_x.start()
@@ -144,9 +134,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     sink.start()
     runtime = None
     try:
-        port = free_port()
+        port = harness.free_port()
         args.tmp = str(tmp)
-        env = service_env(
+        env = harness.service_env(
             args,
             prefix,
             port,
@@ -160,20 +150,29 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             NOTIFIER_MAIL_FROM="bousai@city.nerima.example.jp",
             **{f"NOTIFIER_{k.upper()}": v for k, v in X_CREDENTIALS.items()},
         )
-        settings = load_settings(redis_url=args.redis_url, redis_prefix=prefix, secret_key=SECRET)
+        settings = load_settings(
+            redis_url=args.redis_url, redis_prefix=prefix, secret_key=harness.SECRET
+        )
         runtime = Runtime.open(settings)
         started = time.perf_counter()
-        await load(runtime, "line", args.line)
-        await load(runtime, "email", args.email)
+        await harness.load(runtime, "line", args.line)
+        await harness.load(runtime, "email", args.email)
         figures["load_s"] = round(time.perf_counter() - started, 1)
         desk = await runtime.tokens.create("emergency", "bench")
         serve = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "notifier", "--log-level", "WARNING", "serve", env=env, cwd=ROOT
+            sys.executable,
+            "-m",
+            "notifier",
+            "--log-level",
+            "WARNING",
+            "serve",
+            env=env,
+            cwd=harness.ROOT,
         )
         processes.append(serve)
         base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as session:
-            await wait_ready(session, base + "/readyz")
+            await harness.wait_ready(session, base + "/readyz")
             await asyncio.sleep(1.0)  # every worker is reading
             watch = Watch(session, where["stats"], fake_x, sink, tmp / "print")
 
@@ -212,12 +211,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             await until_done(session, f"{base}/api/announcements/{routine_id}", desk, args.timeout)
         return figures
     finally:
-        await stop_all(processes)
+        await harness.stop_all(processes)
         await fake_x.stop()
         sink.stop()
         if runtime is not None:
             await runtime.close()
-        print(f"cleanup: deleted {drop_keys(args.redis_url, prefix)} key(s)", file=sys.stderr)
+        print(
+            f"cleanup: deleted {harness.drop_keys(args.redis_url, prefix)} key(s)", file=sys.stderr
+        )
 
 
 def seconds(value: float | None) -> str:
