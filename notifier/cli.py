@@ -195,7 +195,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace, announce: str = "") ->
 
 
 def cmd_subscribers_import(settings: Settings, args: argparse.Namespace) -> int:
-    from notifier.subscribers import ImportError_, parse_csv
+    from notifier.subscribers import ImportRefused, parse_csv
 
     try:
         text = args.file.read_text(encoding="utf-8")
@@ -206,7 +206,7 @@ def cmd_subscribers_import(settings: Settings, args: argparse.Namespace) -> int:
     async def job(rt: Runtime) -> int:
         try:
             subscribers = parse_csv(text, rt.subscribers)
-        except ImportError_ as e:
+        except ImportRefused as e:
             for line in e.errors:
                 print(f"{args.file}: {line}", file=sys.stderr)
             print(f"notifier: {e}", file=sys.stderr)

@@ -30,7 +30,7 @@ CSV_HEADER = ["channel", "address", "name", "areas", "topics", "language"]
 SUBSCRIBED = ("line", "email", "print")  # the channels residents subscribe to, one by one
 
 
-class ImportError_(ValueError):
+class ImportRefused(ValueError):
     """A CSV file with bad rows; ``errors`` has one line per problem."""
 
     def __init__(self, errors: list[str]) -> None:
@@ -569,11 +569,11 @@ def _subscriber(
 
 
 def parse_csv(text: str, store: SubscriberStore) -> list[Subscriber]:
-    """Check every row; raise ImportError_ naming each bad line, else return them all."""
+    """Check every row; raise ImportRefused naming each bad line, else return them all."""
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
     header = next(reader, None)
     if header is None or [h.strip() for h in header] != CSV_HEADER:
-        raise ImportError_([f"line 1: the header must be {','.join(CSV_HEADER)}"])
+        raise ImportRefused([f"line 1: the header must be {','.join(CSV_HEADER)}"])
     errors: list[str] = []
     subscribers: list[Subscriber] = []
     seen: dict[str, int] = {}
@@ -603,5 +603,5 @@ def parse_csv(text: str, store: SubscriberStore) -> list[Subscriber]:
         seen[digest] = number
         subscribers.append(sub)
     if errors:
-        raise ImportError_(errors)
+        raise ImportRefused(errors)
     return subscribers

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from notifier.runtime import Runtime
-from notifier.subscribers import ImportError_, parse_csv
+from notifier.subscribers import ImportRefused, parse_csv
 
 GOOD = """channel,address,name,areas,topics,language
 line,U0123456789abcdef0123456789abcdef,,nerima oizumi,garbage events,ja
@@ -55,7 +55,7 @@ async def test_a_bad_row_is_named_by_line_and_nothing_is_imported(
 ) -> None:
     text = "channel,address,name,areas,topics,language\n"
     text += "line,U0123456789abcdef0123456789abcdef,,,,ja\n" + row + "\n"
-    with pytest.raises(ImportError_) as caught:
+    with pytest.raises(ImportRefused) as caught:
         parse_csv(text, runtime.subscribers)
     assert any(message in e for e in caught.value.errors), caught.value.errors
     assert not any("not-an-address" in e for e in caught.value.errors)  # no personal data
@@ -63,7 +63,7 @@ async def test_a_bad_row_is_named_by_line_and_nothing_is_imported(
 
 
 def test_a_wrong_header_is_refused(runtime: Runtime) -> None:
-    with pytest.raises(ImportError_) as caught:
+    with pytest.raises(ImportRefused) as caught:
         parse_csv("address,channel\nx,line\n", runtime.subscribers)
     assert caught.value.errors == [
         "line 1: the header must be channel,address,name,areas,topics,language"
