@@ -34,8 +34,8 @@ class Sealer:
         return SEALED + base64.b64encode(nonce + sealed).decode()
 
     def seal_bytes(self, text: str) -> bytes:
-        """``seal``, as bytes for a store that takes them (the contacts hash): half the
-        work of opening each value again is its base64, and this has none."""
+        """``seal``, as bytes for a store that takes them (the contacts hash): nonce and
+        ciphertext as they are, with no base64 to undo on each open."""
         if self._aead is None:
             return (PLAIN + text).encode()
         nonce = os.urandom(12)

@@ -118,7 +118,7 @@ class Templates:
 
     def load(self, *folders: str) -> None:
         """Compile the templates under ``folders`` now: the first notice would otherwise
-        wait for it (20 ms for a LINE bubble)."""
+        wait for it."""
         for name in self.env.list_templates(filter_func=lambda n: n.split("/")[0] in folders):
             self.env.get_template(name)
 
