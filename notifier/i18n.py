@@ -34,6 +34,7 @@ SAID_IN = {
     "templates/email/announcement.subject.txt": "jinja2.ext:babel_extract",
     "templates/email/confirm.txt": "jinja2.ext:babel_extract",
     "notifier/web/subscribe.py": "python",
+    "notifier/web/resident.py": "python",
     "templates/web/base.html": "jinja2.ext:babel_extract",
     "templates/web/subscribe.html": "jinja2.ext:babel_extract",
     "templates/web/settings.html": "jinja2.ext:babel_extract",

@@ -4,6 +4,7 @@ and the audit log."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from typing import Any
 
@@ -14,8 +15,18 @@ from notifier.alerts import AlertRefused, Issued, validate
 from notifier.intake import Invalid, body_digest
 from notifier.logs import event
 from notifier.tokens import Token
-from notifier.web.api import idempotency_conflict, idempotency_key, not_replicated, read_json
-from notifier.web.app import RUNTIME, ApiError, audit, json_response, log, require
+from notifier.web.guard import audit, require
+from notifier.web.http import (
+    RUNTIME,
+    ApiError,
+    idempotency_conflict,
+    idempotency_key,
+    json_response,
+    not_replicated,
+    read_json,
+)
+
+log = logging.getLogger(__name__)
 
 CAP_TYPES = ("application/cap+xml", "application/xml", "text/xml")
 

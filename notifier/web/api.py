@@ -2,75 +2,32 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import cast
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from notifier import intake, json_input
-from notifier.config import Settings
+from notifier import intake
 from notifier.logs import event, mask
 from notifier.models import field_errors
 from notifier.store import STATUSES
 from notifier.streams import Entry
-from notifier.tokens import Token
-from notifier.web.app import (
+from notifier.web.guard import audit, permit, require
+from notifier.web.http import (
     RUNTIME,
     ApiError,
-    audit,
+    idempotency_conflict,
+    idempotency_key,
     json_response,
-    log,
-    permit,
-    require,
-    visible_ascii,
+    mark_held,
+    not_replicated,
+    read_json,
 )
 
-MAX_IDEMPOTENCY_KEY = 255
-
-
-async def read_json(request: web.Request) -> Any:
-    """The body as JSON (read only after the caller's token was checked); 400 if it is not
-    JSON, or nests deeper than any notice does."""
-    try:
-        return json_input.loads(await request.read())
-    except json_input.JsonError as e:
-        raise ApiError(400, "bad_json", f"the body {e}") from None
-
-
-def idempotency_key(request: web.Request, token: Token) -> str | None:
-    """The digest of the request's ``Idempotency-Key``, scoped to the token's account, or
-    None without one; 400 for a key that is not 1–255 printable ASCII. Pair it with the
-    body's digest once the body is valid (``intake.body_digest``)."""
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and visible_ascii(key)):
-        raise ApiError(
-            400, "bad_idempotency_key", "Idempotency-Key must be 1–255 printable ASCII characters"
-        )
-    return hashlib.sha256(f"{token.name}\0{key}".encode()).hexdigest()
-
-
-def idempotency_conflict() -> ApiError:
-    return ApiError(
-        422, "idempotency_conflict", "this Idempotency-Key was used with a different body"
-    )
-
-
-def not_replicated(what: str, notice_id: str) -> ApiError:
-    """Stored, but a failover now could lose it: the caller is told to send it again."""
-    event(log, "notice.not_replicated", logging.WARNING, notice=notice_id)
-    return ApiError(
-        503,
-        "not_replicated",
-        f"no replica confirmed the {what} in time; send it again with the same"
-        " Idempotency-Key (it will not be sent twice)",
-        headers={"Retry-After": "1"},
-    )
+log = logging.getLogger(__name__)
 
 
 async def post_announcement(request: web.Request) -> web.Response:
@@ -211,14 +168,6 @@ async def delete_subscriber(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", "no such subscriber")
     event(log, "subscriber.deleted", subscriber=subscriber_id, by=token.name, at=time.time())
     return json_response({"id": subscriber_id, "deleted": True})
-
-
-def mark_held(view: dict[str, Any], settings: Settings, now: datetime) -> None:
-    """Routine pushes wait out the night: say until when, on each channel that holds them."""
-    for channel, progress in view["progress"].items():
-        until = settings.quiet_until(channel, now)
-        if until is not None and progress["pending"] and view["kind"] == "announcement":
-            progress["held_until"] = until.isoformat()
 
 
 def _public(subscriber_id: str, channel: str) -> dict[str, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 
@@ -24,63 +23,16 @@ from notifier.logs import event
 from notifier.render import TEMPLATES_DIR
 from notifier.tokens import Token, digest
 from notifier.web import forms
-from notifier.web.api import mark_held
-from notifier.web.app import RUNTIME, Refused, audit, json_response, read_form
-from notifier.web.guard import over
-from notifier.web.session import (
-    Session,
-    csrf_ok,
-    current,
-    end,
-    keep_signin_csrf,
-    signin_csrf,
-    start,
-)
+from notifier.web.guard import audit, over
+from notifier.web.http import RUNTIME, Refused, json_response, mark_held, read_form
+from notifier.web.pages import need, page
+from notifier.web.session import csrf_ok, end, keep_signin_csrf, signin_csrf, start
 from notifier.when import local_time
 
-log = logging.getLogger("notifier.console")
+log = logging.getLogger(__name__)
 HOME = "/console/notices"
-ROLE_NAMES = {"staff": "職員", "emergency": "危機管理", "admin": "管理者"}
 SIGNIN_WINDOW = 300  # seconds: NOTIFIER_SIGNIN_RATE_PER_IP attempts per client address
 ANONYMOUS = Token("anonymous", "-", 0.0)
-
-
-def page(
-    request: web.Request,
-    name: str,
-    session: Session | None,
-    status: int = 200,
-    **values: Any,
-) -> web.Response:
-    runtime = request.app[RUNTIME]
-    html = runtime.templates.page(
-        f"console/{name}",
-        who=session.who if session else None,
-        csrf=session.csrf if session else "",
-        role_names=ROLE_NAMES,
-        path=request.path,
-        channels=CHANNELS,
-        **values,
-    )
-    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
-
-
-async def need(request: web.Request, role: str | None) -> Session:
-    """The signed-in session, if it may act as ``role`` (None: anyone signed in); a POST
-    must carry the session's CSRF token. Else: to the sign-in page, or a 403 page."""
-    session = await current(request, request.app[RUNTIME])
-    if session is None:
-        if request.method == "GET":
-            raise web.HTTPSeeOther(f"/console/signin?next={quote(request.path_qs)}")
-        raise Refused(page(request, "refused.html", None, 401, reason="signin"))
-    if role is not None and not session.who.may(role):
-        await audit(request, session.who, "console.refused", request.path, "forbidden", needs=role)
-        raise Refused(page(request, "refused.html", session, 403, reason="role", role=role))
-    form = await read_form(request) if request.method == "POST" else None
-    if form is not None and not csrf_ok(session.csrf, form.get("csrf")):
-        await audit(request, session.who, "console.refused", request.path, "bad_csrf")
-        raise Refused(page(request, "refused.html", session, 403, reason="csrf"))
-    return session
 
 
 async def home(request: web.Request) -> web.Response:

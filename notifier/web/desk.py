@@ -3,6 +3,7 @@ approve) and its admin pages (subscriber counts, print registration, the audit l
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,9 +16,11 @@ from notifier.intake import Invalid
 from notifier.logs import event
 from notifier.models import Alert, field_errors
 from notifier.web import forms
-from notifier.web.app import RUNTIME, Refused, audit, read_form
-from notifier.web.console import log, need, page
+from notifier.web.guard import audit
+from notifier.web.http import RUNTIME, Refused, read_form
+from notifier.web.pages import need, page
 
+log = logging.getLogger(__name__)
 EMERGENCY = "/console/emergency"
 SEVERITIES = {"advisory": "注意", "warning": "警戒", "emergency": "緊急"}
 

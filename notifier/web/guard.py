@@ -1,61 +1,45 @@
-"""What every response gets: security headers; and the API's rate limits (429)."""
+"""Who may do what: the caller's token and role (401, 403, each refusal in the audit log),
+the audit log's entry for an action, and the counter behind every rate limit."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from aiohttp import web
 
 from notifier.runtime import Runtime
-from notifier.tokens import digest
-from notifier.web.app import RUNTIME, ApiError, Handler, bearer
-
-# scripts only from the service itself; inline styles for the pages' and mails' own styling
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; frame-src 'self'; frame-ancestors 'none'; form-action 'self'; "
-    "base-uri 'none'; object-src 'none'"
-)
-HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",  # unsubscribe and confirmation links carry tokens
-    "X-Content-Type-Options": "nosniff",
-}
+from notifier.tokens import Token
+from notifier.web.http import RUNTIME, ApiError, bearer
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        response = await handler(request)
-    except web.HTTPException as e:  # redirects and the like: headers on them too
-        e.headers.update(HEADERS)
-        raise
-    response.headers.update(HEADERS)
-    if request.path.startswith("/console"):
-        response.headers.setdefault("Cache-Control", "no-store")
-    return response
+async def require(request: web.Request, role: str, action: str) -> Token:
+    """The caller's token, if it grants ``role``: else 401 (who are you?) or 403 (not you).
+    Routes call it before they read the body; ``action`` names the refusal in the audit."""
+    credential = bearer(request)
+    if credential is None:
+        raise ApiError(401, "unauthenticated", "send Authorization: Bearer <token>")
+    token = await request.app[RUNTIME].tokens.check(credential)
+    if token is None:
+        raise ApiError(401, "unauthenticated", "unknown or revoked token")
+    await permit(request, token, role, action)
+    return token
 
 
-@web.middleware
-async def api_limits(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Per client address and per token, a minute at a time, on /api/: 429 past either."""
-    if request.path.startswith("/api/"):
-        runtime = request.app[RUNTIME]
-        settings = runtime.settings
-        client = request.remote or "unknown"
-        wait = await over(runtime, f"api:ip:{client}", settings.api_rate_per_ip, 60)
-        if wait:
-            raise too_many("too many requests from this address", wait)
-        credential = bearer(request)
-        if credential is not None:
-            token = digest(credential)[:32]
-            wait = await over(runtime, f"api:token:{token}", settings.api_rate_per_token, 60)
-            if wait:
-                raise too_many("too many requests with this token", wait)
-    return await handler(request)
+async def permit(request: web.Request, token: Token, role: str, action: str) -> None:
+    """403, recorded in the audit log (who, what, why), unless ``token`` grants ``role``."""
+    if not token.may(role):
+        target = request.match_info.get("id", "-")
+        await audit(request, token, action, target, "forbidden", needs=role)
+        raise ApiError(403, "forbidden", f"this needs the {role} role")
 
 
-def too_many(message: str, wait: int) -> ApiError:
-    return ApiError(429, "too_many_requests", message, headers={"Retry-After": str(wait)})
+async def audit(
+    request: web.Request, who: Token, action: str, target: str, outcome: str, **detail: Any
+) -> None:
+    """Put a state-changing action in the audit log: who, what, when, from where, outcome."""
+    await request.app[RUNTIME].audit.record(
+        who.name, who.role, action, target, outcome, request.remote or "unknown", **detail
+    )
 
 
 async def over(runtime: Runtime, name: str, limit: int, window: int) -> int:

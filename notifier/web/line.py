@@ -30,9 +30,9 @@ from notifier.line_chat import Choices
 from notifier.logs import event as log_event
 from notifier.models import LINE_USER_ID
 from notifier.runtime import Runtime
-from notifier.web.app import RUNTIME, ApiError, json_response
+from notifier.web.http import RUNTIME, ApiError, json_response
 
-log = logging.getLogger("notifier.line")
+log = logging.getLogger(__name__)
 REPLY_WINDOW_MS = 60_000  # a reply token is good for about a minute
 EVENT_MEMORY = 24 * 3600  # seconds a webhookEventId is remembered (LINE redelivers within it)
 EVENT_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")  # LINE's are 26-character ULIDs

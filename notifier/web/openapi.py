@@ -13,7 +13,7 @@ from notifier import text
 from notifier.config import CHANNELS, KANA, KANJI, Settings
 from notifier.models import LINE_USER_ID, NOTICE_ID
 from notifier.store import STATUSES
-from notifier.web.app import RUNTIME
+from notifier.web.http import RUNTIME
 
 OPENAPI = web.AppKey("openapi", bytes)
 Schema = dict[str, Any]
