@@ -24,9 +24,8 @@ from redis.asyncio import Redis
 
 from notifier.cap import CapMessage
 from notifier.config import Settings
-from notifier.intake import Invalid
 from notifier.keys import Keys
-from notifier.models import Alert, field_errors
+from notifier.models import Alert, Invalid, field_errors
 from notifier.states import Scripts
 from notifier.store import IDEMPOTENCY_TTL
 from notifier.streams import as_text

@@ -222,6 +222,7 @@ def cmd_subscribers_import(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_post(settings: Settings, args: argparse.Namespace) -> int:
     from notifier import intake
+    from notifier.models import Invalid
 
     try:
         data = json.loads(args.file.read_text(encoding="utf-8"))
@@ -232,7 +233,7 @@ def cmd_post(settings: Settings, args: argparse.Namespace) -> int:
         del data["kind"]  # the queue's form of a notice is welcome here too
     try:
         notice = intake.validate(data, settings)
-    except intake.Invalid as e:
+    except Invalid as e:
         for field, message in e.fields.items():
             print(f"{args.file}: {field}: {message}", file=sys.stderr)
         return 1

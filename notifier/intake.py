@@ -11,16 +11,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from notifier.config import Settings
-from notifier.models import Announcement, AnyNotice, field_errors
+from notifier.models import Announcement, AnyNotice, Invalid, field_errors
 from notifier.store import Accepted, NoticeStore
-
-
-class Invalid(ValueError):
-    """Input that fails validation; ``fields`` has one message per field."""
-
-    def __init__(self, fields: dict[str, str]) -> None:
-        super().__init__("; ".join(f"{k}: {v}" for k, v in fields.items()))
-        self.fields = fields
 
 
 def validate(data: Any, settings: Settings, now: datetime | None = None) -> Announcement:

@@ -272,6 +272,15 @@ class Subscriber(BaseModel):
         return self
 
 
+class Invalid(ValueError):
+    """A notice (or an alert, a CAP message, a form) that fails validation: ``fields``
+    has one message per field, as ``field_errors`` words them."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in fields.items()))
+        self.fields = fields
+
+
 def field_errors(error: ValidationError) -> dict[str, str]:
     """Turn pydantic's errors into ``{"field": "message"}``, one message a field.
 

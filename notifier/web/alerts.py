@@ -12,8 +12,9 @@ from aiohttp import web
 
 from notifier import cap
 from notifier.alerts import AlertRefused, Issued, validate
-from notifier.intake import Invalid, body_digest
+from notifier.intake import body_digest
 from notifier.logs import event
+from notifier.models import Invalid
 from notifier.tokens import Token
 from notifier.web.guard import audit, require
 from notifier.web.http import (

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from notifier import intake
 from notifier.logs import event, mask
-from notifier.models import field_errors
+from notifier.models import Invalid, field_errors
 from notifier.store import STATUSES
 from notifier.streams import Entry
 from notifier.web.guard import audit, permit, require
@@ -37,7 +37,7 @@ async def post_announcement(request: web.Request) -> web.Response:
     key = idempotency_key(request, token)
     try:
         notice = intake.validate(data, runtime.settings)
-    except intake.Invalid as e:
+    except Invalid as e:
         raise ApiError(400, "invalid", "the announcement has errors", e.fields) from None
     once = (key, intake.body_digest(data)) if key else None
     accepted = await intake.enqueue(runtime.notices, notice, once)

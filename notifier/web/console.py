@@ -20,6 +20,7 @@ from notifier import intake
 from notifier.config import CHANNELS
 from notifier.i18n import HTML_LANG
 from notifier.logs import event
+from notifier.models import Invalid
 from notifier.render import TEMPLATES_DIR
 from notifier.tokens import Token, digest
 from notifier.web import forms
@@ -182,7 +183,7 @@ async def compose(request: web.Request) -> web.Response:
     data = forms.announcement(form, runtime.settings)
     try:
         notice = intake.validate(data, runtime.settings)
-    except intake.Invalid as e:
+    except Invalid as e:
         errors = forms.japanese(e.fields, runtime.settings, forms.COMPOSE)
         return page(request, "compose.html", session, 400, values=_values(form), errors=errors)
     accepted = await intake.enqueue(runtime.notices, notice)
@@ -198,7 +199,7 @@ async def preview(request: web.Request) -> web.Response:
     data = forms.announcement(await read_form(request), runtime.settings)
     try:
         notice = intake.validate(data, runtime.settings)
-    except intake.Invalid as e:
+    except Invalid as e:
         return json_response(
             {"errors": forms.japanese(e.fields, runtime.settings, forms.COMPOSE), "html": ""}
         )

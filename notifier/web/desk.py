@@ -12,9 +12,8 @@ from pydantic import ValidationError
 
 from channels import REGISTRY
 from notifier.alerts import AlertRefused, follow, validate
-from notifier.intake import Invalid
 from notifier.logs import event
-from notifier.models import Alert, field_errors
+from notifier.models import Alert, Invalid, field_errors
 from notifier.web import forms
 from notifier.web.guard import audit
 from notifier.web.http import RUNTIME, Refused, read_form

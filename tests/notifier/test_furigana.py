@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from channels.print import PrintChannel
 from notifier import alerts, intake
+from notifier.models import Invalid
 from notifier.pdf import PdfMaker
 from notifier.render import Templates, furigana
 from tests.conftest import announcement, make_settings
@@ -35,7 +36,7 @@ def test_a_notice_takes_only_kana_readings_of_words_with_kanji(tmp_path: Path) -
         {"公園": ""},
         {f"語{i}": "ご" for i in range(51)},
     ):
-        with pytest.raises(intake.Invalid) as found:
+        with pytest.raises(Invalid) as found:
             intake.validate(announcement(readings=bad), settings)
         assert "readings" in found.value.fields
     ok = intake.validate(announcement(readings={"公園": "こうえん"}), settings)

@@ -14,7 +14,7 @@ from notifier import alerts, intake
 from notifier.cap import parse
 from notifier.config import Settings
 from notifier.dispatch import Dispatcher
-from notifier.models import Alert, Announcement, field_errors
+from notifier.models import Alert, Announcement, Invalid, field_errors
 from notifier.runtime import Runtime
 from notifier.web import forms
 from tests.conftest import Api, announcement
@@ -222,7 +222,7 @@ def test_a_cap_headline_with_a_line_break_or_control_is_refused(
 ) -> None:
     document = cap(info=cap_info(f"避難指示{entity}Bcc: x@evil.example"))
     message = parse(document, settings.ward, LIMIT)
-    with pytest.raises(intake.Invalid) as caught:
+    with pytest.raises(Invalid) as caught:
         alerts.validate(desk_json(message.alert), settings)
     assert list(caught.value.fields) == ["title"]
 
@@ -284,7 +284,7 @@ def test_the_console_shows_the_rule_in_japanese(settings: Settings) -> None:
             ("body_en", "Now"),
         ]
     )
-    with pytest.raises(intake.Invalid) as caught:
+    with pytest.raises(Invalid) as caught:
         intake.validate(forms.announcement(form, settings), settings)
     shown = forms.japanese(caught.value.fields, settings, forms.COMPOSE)
     assert shown == {
@@ -299,7 +299,7 @@ def test_the_console_shows_the_rule_in_japanese(settings: Settings) -> None:
 
 def test_the_desk_names_its_fields_as_its_form_labels_them(settings: Settings) -> None:
     form = MultiDict([("title", ""), ("body", "本文\x00"), ("url", "http://x")])
-    with pytest.raises(intake.Invalid) as caught:
+    with pytest.raises(Invalid) as caught:
         alerts.validate(forms.alert(form), settings)
     assert forms.japanese(caught.value.fields, settings, forms.DESK) == {
         "title": "見出しは改行や特殊な文字を含めず、1〜100文字で入力してください。",
