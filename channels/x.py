@@ -37,6 +37,7 @@ from channels.x_text import fits, mentions, same_post, thread, with_link
 from notifier.logs import event
 from notifier.models import AnyNotice
 from notifier.render import Templates
+from notifier.states import Scripts
 from notifier.streams import as_text
 
 if TYPE_CHECKING:
@@ -54,68 +55,6 @@ LIMIT_HEADERS = {
     "app-24h": "x-app-limit-24hour",
 }
 _MARK = "\ue000"  # where the body goes in a rendered post
-
-# KEYS: 1 the account's posts (a sorted set by time), 2 X's "no posts until", 3 what X
-# last said of each window (`remaining|at|reset`).
-# ARGV: 1 now; 2, 3 the 15-minute window's seconds and the posts it allows this notice;
-# 4, 5 the same for the 24-hour window; 6 the posts of X's remaining this notice must
-# leave (the alert reserve; 0 for an alert); 7… the posts to reserve (`<notice>:<post>`).
-# Reserves them all at `now` and answers {"ok", 0}, or none and answers why and the
-# seconds until they would fit: {"x", s} (X said so), {"15min", s} or {"24h", s}.
-_RESERVE = """
-local now = tonumber(ARGV[1])
-local blocked = tonumber(redis.call('GET', KEYS[2]) or '0')
-if blocked > now then return {'x', tostring(blocked - now)} end
-local posts = {}
-for i = 7, #ARGV do posts[#posts + 1] = ARGV[i] end
-local held = {}  -- the thread's own earlier reservations, set aside while counting
-for _, post in ipairs(posts) do
-  local at = redis.call('ZSCORE', KEYS[1], post)
-  if at then held[#held + 1] = at; held[#held + 1] = post end
-end
-redis.call('ZREM', KEYS[1], unpack(posts))
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[4]))
-local why, wait = 'ok', 0
-for w = 2, 4, 2 do
-  local seconds, allowed = tonumber(ARGV[w]), tonumber(ARGV[w + 1])
-  local since = '(' .. tostring(now - seconds)
-  local over = redis.call('ZCOUNT', KEYS[1], since, '+inf') + #posts - allowed
-  if over > 0 then  -- room once `over` of the window's posts have left it
-    local oldest = redis.call(
-      'ZRANGEBYSCORE', KEYS[1], since, '+inf', 'WITHSCORES', 'LIMIT', over - 1, 1)
-    local until_room = seconds
-    if oldest[2] then until_room = tonumber(oldest[2]) + seconds - now end
-    if until_room > wait then why, wait = (w == 2 and '15min' or '24h'), until_room end
-  end
-end
--- X's own word, which counts what other tools on the account posted: its remaining
--- when it last answered, less the posts reserved here since
-local said = redis.call('HGETALL', KEYS[3])
-for i = 1, #said, 2 do
-  local remaining, at, reset = string.match(said[i + 1], '^(%d+)|([%d.]+)|([%d.]+)$')
-  if remaining and tonumber(reset) > now then
-    local since = redis.call('ZCOUNT', KEYS[1], '(' .. at, '+inf')
-    local room = tonumber(remaining) - since - tonumber(ARGV[6])
-    local until_reset = tonumber(reset) - now
-    if #posts > room and until_reset > wait then why, wait = 'x', until_reset end
-  end
-end
-if why ~= 'ok' then
-  if #held > 0 then redis.call('ZADD', KEYS[1], unpack(held)) end
-  return {why, tostring(wait)}
-end
-for _, post in ipairs(posts) do redis.call('ZADD', KEYS[1], ARGV[1], post) end
-redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[4])) + 60)
-return {'ok', '0'}
-"""
-
-# KEYS: 1 X's "no posts until". ARGV: 1 that time (epoch seconds), 2 the same in ms.
-# Keeps the later of the time held and this one.
-_BLOCK = """
-if tonumber(ARGV[1]) <= tonumber(redis.call('GET', KEYS[1]) or '0') then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
-return 1
-"""
 
 
 def request_bodies(posts: list[str], ids: list[str | None]) -> list[dict[str, Any]]:
@@ -174,8 +113,7 @@ class XChannel(BaseChannel):
         super().__init__(context)
         settings = context.settings
         self.live = settings.live("x")
-        self._reserve_script = context.redis.register_script(_RESERVE)
-        self._block_script = context.redis.register_script(_BLOCK)
+        self._scripts = Scripts(context.redis)  # x_reserve.lua, x_block.lua
         self._client: AsyncClient | None = None
         self._me: str | None = None
         if self.live:
@@ -338,21 +276,24 @@ class XChannel(BaseChannel):
         """Reserve room in both windows for these posts of the thread, or wait until
         there is: routine notices leave ``NOTIFIER_X_ALERT_RESERVE`` of each to alerts.
         Alerts are counted but never held by the count (the settings may be behind X's
-        tier): only by what X itself said."""
+        tier): only by what X itself said (notifier/lua/x_reserve.lua)."""
         settings, k = self.context.settings, self.context.keys
         alert = batch.kind == "alert"
         reserve = settings.x_alert_reserve
-        args: list[str | float] = [
-            repr(time.time()),
-            WINDOWS["15min"],
-            sys.maxsize if alert else settings.x_15min_limit - reserve,
-            WINDOWS["24h"],
-            sys.maxsize if alert else settings.x_daily_limit - reserve,
-            0 if alert else reserve,
-            *(_member(batch, i) for i in indexes),
-        ]
-        keys = [k.x_posts, k.x_blocked, k.x_said]
-        why, wait = map(as_text, await self._reserve_script(keys=keys, args=args))
+        reply = await self._scripts.run(
+            "x_reserve",
+            posts_key=k.x_posts,
+            blocked_key=k.x_blocked,
+            said_key=k.x_said,
+            now=repr(time.time()),
+            seconds_15min=WINDOWS["15min"],
+            allowed_15min=sys.maxsize if alert else settings.x_15min_limit - reserve,
+            seconds_24h=WINDOWS["24h"],
+            allowed_24h=sys.maxsize if alert else settings.x_daily_limit - reserve,
+            alert_reserve=0 if alert else reserve,
+            posts=[_member(batch, i) for i in indexes],
+        )
+        why, wait = map(as_text, reply)
         if why == "ok":
             return
         seconds = max(1.0, float(wait))
@@ -386,8 +327,12 @@ class XChannel(BaseChannel):
         window, until = found
         wait = until - now
         if wait > 0:
-            key = self.context.keys.x_blocked
-            await self._block_script(keys=[key], args=[repr(until), int(until * 1000)])
+            await self._scripts.run(
+                "x_block",
+                blocked_key=self.context.keys.x_blocked,
+                until_seconds=repr(until),
+                until_ms=int(until * 1000),
+            )
             event(
                 log,
                 "x.limit_reached",

@@ -1,4 +1,5 @@
-"""A rate limit shared by every process, kept in Redis (GCRA: one key, one script)."""
+"""A rate limit shared by every process, kept in Redis (GCRA: one key, one script,
+notifier/lua/rate.lua)."""
 
 from __future__ import annotations
 
@@ -7,21 +8,7 @@ import time
 
 from redis.asyncio import Redis
 
-# KEYS: the limit's key.  ARGV: emission interval (µs), burst tolerance (µs)
-# Reserves the next slot; returns how many µs to wait for it and the slot (Redis time, µs).
-_RESERVE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local wait = tat - now - burst
-if wait < 0 then wait = 0 end
-local ttl = math.ceil((tat + interval - now) / 1000) + 1000
-redis.call('SET', KEYS[1], string.format('%d', tat + interval), 'PX', ttl)
-return {wait, string.format('%d', now + wait)}
-"""
-
+from notifier.states import Scripts
 
 MISSES = 5  # slots given up in a row before a late one is used all the same
 
@@ -44,12 +31,12 @@ class RateLimiter:
         self.burst_us = self.interval_us * max(0, burst - 1)
         self.late = late
         self.missed = 0  # slots given up, since this limiter was made
-        self._reserve = redis.register_script(_RESERVE)
+        self._scripts = Scripts(redis)
 
     async def reserve(self) -> tuple[float, int]:
         """Take the next slot without waiting: (seconds until it, the slot in Redis time, µs)."""
-        wait_us, slot_us = await self._reserve(
-            keys=[self.key], args=[self.interval_us, self.burst_us]
+        wait_us, slot_us = await self._scripts.run(
+            "rate", limit_key=self.key, interval_us=self.interval_us, burst_us=self.burst_us
         )
         return int(wait_us) / 1_000_000, int(slot_us)
 

@@ -2,7 +2,9 @@
 
 Every move between states (accept, cancel; an alert's issue, approval, withdrawal; the
 cut, its finish, a batch's record, retry and requeue; the breaker; the scheduler's
-release) is one Lua script in ``notifier/lua/``, a file each. A file begins with a header
+release) is one Lua script in ``notifier/lua/``, a file each; so are the counters every
+worker shares: X's windows (``x_reserve``, ``x_block``, by channels/x.py) and the slots
+of a rate limit (``rate``, by notifier/ratelimit.py). A file begins with a header
 comment saying what the script writes together, then names every key and argument it
 reads (``local done_key = KEYS[1]``, ``local batch = ARGV[1]``; a variable tail is
 ``local check_keys = rest(KEYS, 7)``); a shared function (``settle``, ``rest``) is a file
@@ -47,6 +49,9 @@ ScriptName: TypeAlias = Literal[
     "requeue",
     "breaker",
     "release",
+    "x_reserve",
+    "x_block",
+    "rate",
 ]
 SCRIPTS: tuple[str, ...] = get_args(ScriptName)
 Value: TypeAlias = str | bytes | int | float
@@ -153,7 +158,7 @@ def load() -> dict[str, Script]:
 
 
 class Scripts:
-    """The state scripts on one Redis client, called by name with keyword arguments.
+    """The scripts on one Redis client, called by name with keyword arguments.
 
     ``min_replicas``: how many replicas must confirm what :meth:`run_replicated` wrote
     (Redis WAIT, up to ``replica_timeout`` seconds) for it to count as replicated."""

@@ -5,6 +5,8 @@ A batch's outcome is recorded and its entry acknowledged in one Lua script
 worker; the record waits for a replica (WAIT), and one that none confirmed in time is
 logged. Entries a dead worker left pending are reclaimed after the visibility timeout
 (XAUTOCLAIM); retryable failures wait in a sorted set and go back on their stream when due.
+What a failed delivery comes to (fail, retry, pause) is :func:`decide`'s answer, a plain
+function of the error, the attempt and the settings; the worker only applies it.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import logging
 import random
 import time
 from asyncio import FIRST_COMPLETED
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -42,6 +44,61 @@ URGENT_WAIT_MS = 50  # with an alert in hand, how long a read waits for its next
 def backoff(attempt: int, base: float, cap: float = 600.0) -> float:
     """Exponential backoff with full jitter."""
     return random.uniform(base / 2, min(cap, base * 2 ** (attempt - 1)))  # noqa: S311
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Record the batch with every recipient failed for ``reason``; ``meta`` goes in its
+    log line."""
+
+    reason: str
+    meta: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Put the batch back on its stream in ``delay`` seconds, as its next attempt if
+    ``spend``; ``breaker``: the failure the channel's circuit breaker counts (None: it
+    counts none)."""
+
+    delay: float
+    spend: bool = True
+    breaker: str | None = None
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Pause the channel for ``seconds`` (``reason`` is shown in readiness and progress)
+    and hold the batch as long, spending no attempt."""
+
+    reason: str
+    seconds: float
+
+
+Decision: TypeAlias = Failed | Retry | Pause
+
+
+def decide(error: Exception, attempt: int, settings: Settings) -> Decision:
+    """What a batch's delivery that raised ``error`` on its ``attempt`` comes to.
+
+    A pause holds the batch; a permanent error fails it; a retryable one retries it (in
+    the seconds it asked for, else after a backoff) until ``max_attempts`` is spent,
+    unless it spends no attempt (a quota waited for); any other fault is retried like a
+    transient one, but not counted by the breaker."""
+    if isinstance(error, Paused):
+        return Pause(error.message, error.defer)
+    if isinstance(error, PermanentError):
+        return Failed(error.message, {**error.meta, "error": error.message})
+    last = attempt >= settings.max_attempts
+    if isinstance(error, RetryableError):
+        if error.spend and last:
+            meta = {**error.meta, "error": error.message}
+            return Failed(f"gave up after {attempt}: {error}", meta)
+        delay = backoff(attempt, settings.retry_base_delay) if error.defer is None else error.defer
+        return Retry(delay, error.spend, error.message if error.spend else None)
+    if last:
+        return Failed("gave up after an internal error")
+    return Retry(backoff(attempt, settings.retry_base_delay))
 
 
 class ChannelWorker:
@@ -228,8 +285,7 @@ class ChannelWorker:
 
     async def _handle(self, stream: str, entry_id: str, fields: dict[bytes, bytes]) -> None:
         entry = BatchEntry.from_fields(fields)
-        k = self.keys
-        done_key = k.done_batches(entry.notice, entry.channel)
+        done_key = self.keys.done_batches(entry.notice, entry.channel)
         if await self.redis.sismember(done_key, str(entry.n)):
             await self.redis.xack(stream, GROUP, entry_id)
             await self.redis.xdel(stream, entry_id)
@@ -237,30 +293,35 @@ class ChannelWorker:
         batch, gone = await self._batch(entry)
         try:
             outcome = await self.channel.send(batch) if batch.recipients or not gone else Outcome()
-        except Paused as e:  # the channel can't send for now: keep the batch, spend no attempt
-            await self._pause(e)
-            await self._retry(stream, entry_id, entry, e.defer, spend=False)
-            return
-        except PermanentError as e:
-            outcome = self._all_failed(entry, batch, e.message)
-            outcome.meta.update(e.meta, error=e.message)
-        except RetryableError as e:
-            if e.spend and entry.attempt >= self.settings.max_attempts:
-                outcome = self._all_failed(entry, batch, f"gave up after {entry.attempt}: {e}")
-                outcome.meta.update(e.meta, error=e.message)
-            else:
-                if e.spend:
-                    await self._trip(e)
-                await self._retry(stream, entry_id, entry, e.defer, spend=e.spend)
+        except Exception as e:
+            if not isinstance(e, PermanentError | RetryableError):  # a fault of ours
+                event(log, "batch.error", logging.ERROR, channel=entry.channel, error=repr(e))
+            decision = decide(e, entry.attempt, self.settings)
+            if not isinstance(decision, Failed):
+                await self._hold(stream, entry_id, entry, decision)
                 return
-        except Exception as e:  # an unknown fault is retried like a transient one
-            event(log, "batch.error", logging.ERROR, channel=entry.channel, error=repr(e))
-            if entry.attempt >= self.settings.max_attempts:
-                outcome = self._all_failed(entry, batch, "gave up after an internal error")
-            else:
-                await self._retry(stream, entry_id, entry, None)
-                return
+            outcome = self._all_failed(entry, batch, decision.reason)
+            outcome.meta.update(decision.meta)
         outcome.failed.update(dict.fromkeys(gone, "unsubscribed"))
+        await self._record(stream, entry_id, entry, outcome)
+
+    async def _hold(
+        self, stream: str, entry_id: str, entry: BatchEntry, hold: Retry | Pause
+    ) -> None:
+        """Apply a decision to try the batch again later."""
+        if isinstance(hold, Pause):  # the channel can't send for now: keep the batch
+            await self._pause(hold.reason, hold.seconds)
+            await self._retry(stream, entry_id, entry, hold.seconds, spend=False)
+            return
+        if hold.breaker is not None:
+            await self._trip(hold.breaker)
+        await self._retry(stream, entry_id, entry, hold.delay, spend=hold.spend)
+
+    async def _record(
+        self, stream: str, entry_id: str, entry: BatchEntry, outcome: Outcome
+    ) -> None:
+        """Count the batch's outcome and acknowledge its entry (record.lua)."""
+        k = self.keys
         failures = [
             json.dumps({"channel": entry.channel, "subscriber": sid, "reason": reason})
             for sid, reason in outcome.failed.items()
@@ -274,7 +335,7 @@ class ChannelWorker:
         }
         counted, replicated = await self.scripts.run_replicated(
             "record",
-            done_key=done_key,
+            done_key=k.done_batches(entry.notice, entry.channel),
             progress_key=k.progress(entry.notice),
             notice_key=k.notice(entry.notice),
             stream_key=stream,
@@ -305,7 +366,7 @@ class ChannelWorker:
             log, warning, logging.WARNING, notice=entry.notice, channel=entry.channel, batch=entry.n
         )
 
-    async def _trip(self, error: RetryableError) -> None:
+    async def _trip(self, error: str) -> None:
         """Count a failed batch; enough in a row open the channel's circuit: it rests for
         ``breaker_seconds`` (its batches wait, the other channels go on), then tries again."""
         settings = self.settings
@@ -316,19 +377,19 @@ class ChannelWorker:
             )
         )
         if failures >= settings.breaker_failures:
-            reason = f"circuit open after {failures} failed batches in a row: {error.message}"
-            await self._pause(Paused(reason, defer=settings.breaker_seconds))
+            reason = f"circuit open after {failures} failed batches in a row: {error}"
+            await self._pause(reason, settings.breaker_seconds)
 
-    async def _pause(self, paused: Paused) -> None:
+    async def _pause(self, reason: str, seconds: float) -> None:
         key = self.keys.paused(self.channel.name)
-        await self.redis.set(key, paused.message, px=max(1, int(paused.defer * 1000)))
+        await self.redis.set(key, reason, px=max(1, int(seconds * 1000)))
         event(
             log,
             "channel.paused",
             logging.WARNING,
             channel=self.channel.name,
-            reason=paused.message,
-            seconds=paused.defer,
+            reason=reason,
+            seconds=seconds,
         )
 
     async def paused_for(self) -> float:
@@ -373,16 +434,8 @@ class ChannelWorker:
         return Outcome(failed={f"{entry.channel}#{i}": reason for i in range(entry.size)})
 
     async def _retry(
-        self,
-        stream: str,
-        entry_id: str,
-        entry: BatchEntry,
-        defer: float | None,
-        spend: bool = True,
+        self, stream: str, entry_id: str, entry: BatchEntry, delay: float, spend: bool
     ) -> None:
-        delay = (
-            defer if defer is not None else backoff(entry.attempt, self.settings.retry_base_delay)
-        )
         entry = replace(entry, attempt=entry.attempt + (1 if spend else 0))
         await self.scripts.run(
             "retry",

@@ -72,3 +72,17 @@ async def test_callers_held_up_together_do_not_go_out_together(
         assert apart < 0.02 and limiter.missed == 0
     else:
         assert apart >= 0.045 and limiter.missed == 2
+
+
+async def test_a_redis_that_forgot_the_script_still_hands_out_the_next_slot(
+    runtime: Runtime,
+) -> None:
+    """A restarted or promoted Redis has no scripts: rate.lua is loaded again and run once,
+    and the slot it gives follows the one before (the limit's key survived)."""
+    limiter = RateLimiter(runtime.redis, runtime.keys.scratch("forgot"), rate=0.1)  # 10 s
+    _, first = await limiter.reserve()
+    await runtime.redis.script_flush()
+    wait, second = await limiter.reserve()
+    assert second == first + 10_000_000 and wait > 0
+    _, third = await limiter.reserve()
+    assert third == second + 10_000_000  # run once on the reload: one slot taken, not two
