@@ -52,6 +52,8 @@ ScriptName: TypeAlias = Literal[
     "x_reserve",
     "x_block",
     "rate",
+    "index_upgrade",
+    "suspend",
 ]
 SCRIPTS: tuple[str, ...] = get_args(ScriptName)
 Value: TypeAlias = str | bytes | int | float

@@ -24,6 +24,7 @@ from notifier.crypto import Sealer
 from notifier.keys import ALL, Keys
 from notifier.models import Subscriber, field_errors
 from notifier.recipients import Recipients
+from notifier.states import Scripts
 from notifier.streams import as_text
 
 CSV_HEADER = ["channel", "address", "name", "areas", "topics", "language"]
@@ -58,8 +59,7 @@ class SubscriberStore:
         if settings.secret_key_previous is not None:
             self._lookup_keys.append(_lookup_key(settings.secret_key_previous))
         self.sealer = Sealer(settings.secret_key, settings.secret_key_previous)
-        self._upgrade = redis.register_script(_UPGRADE)
-        self._suspend = redis.register_script(_SUSPEND)
+        self.scripts = Scripts(redis)
 
     def lookup_hash(self, channel: str, address: str, key: int = 0) -> str:
         """A keyed hash of the address: finds a subscriber without storing the address as a
@@ -206,10 +206,17 @@ class SubscriberStore:
         data; returns how many were newly suspended."""
         k = self.keys
         languages = self.settings.ward.language_codes
-        keys = [k.suspended(channel), k.by_channel(channel), k.census]
-        keys += [k.by_channel_language(channel, lang) for lang in languages]
-        args: list[int | str] = [len(languages), *languages, *ids]
-        return int(await self._suspend(keys=[*keys, *map(k.subscriber, ids)], args=args))
+        sets = [k.by_channel_language(channel, lang) for lang in languages]
+        done = await self.scripts.run(
+            "suspend",
+            suspended_key=k.suspended(channel),
+            index_key=k.by_channel(channel),
+            census_key=k.census,
+            set_and_hash_keys=[*sets, *map(k.subscriber, ids)],
+            language_count=len(languages),
+            languages_and_ids=[*languages, *ids],
+        )
+        return int(done)
 
     async def audience_count(
         self, channel: str, areas: list[str], topics: list[str] | None, languages: list[str]
@@ -354,7 +361,11 @@ class SubscriberStore:
         k = self.keys
         moved = 0
         for key in self.index_keys():
-            moved += int(await self._upgrade(keys=[k.index_before(key), key]))
+            moved += int(
+                await self.scripts.run(
+                    "index_upgrade", before_key=k.index_before(key), index_key=key
+                )
+            )
         if moved and not await self.redis.exists(k.census):
             await self.recount()
         if not await self.redis.exists(k.reach_built):
@@ -461,52 +472,6 @@ class SubscriberStore:
 
 
 # KEYS: the index key as a plain set (before), the sorted set it becomes
-_UPGRADE = """
-if redis.call('TYPE', KEYS[1])['ok'] ~= 'set' then return 0 end
-local members = redis.call('SMEMBERS', KEYS[1])
-for i = 1, #members, 1000 do
-  local scored = {}
-  for j = i, math.min(i + 999, #members) do
-    scored[#scored + 1] = 0
-    scored[#scored + 1] = members[j]
-  end
-  redis.call('ZADD', KEYS[2], unpack(scored))
-end
-redis.call('DEL', KEYS[1])
-return 1
-"""
-
-# KEYS: 1 the channel's suspended set, 2 its index, 3 the census, 4… its set of each
-# language (the ward's, in order), then the subscribers' hashes
-# ARGV: 1 how many languages, 2… the ward's languages, then the subscribers' ids, in the
-# order of their hashes
-_SUSPEND = """
-local languages = tonumber(ARGV[1])
-local reach = {}  -- a language → the channel's set of its readers
-for j = 1, languages do reach[ARGV[1 + j]] = KEYS[3 + j] end
-local first = 2 + languages  -- the first id's place in ARGV
-local function sorted(codes)  -- as choices() writes them: space-separated, sorted
-  local list = {}
-  for code in string.gmatch(codes or '', '%S+') do list[#list + 1] = code end
-  table.sort(list)
-  return table.concat(list, ' ')
-end
-local done = 0
-for i = first, #ARGV do
-  local hash = KEYS[3 + languages + i - first + 1]
-  local fields = redis.call('HMGET', hash, 'channel', 'areas', 'topics', 'language')
-  if fields[1] and redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
-    redis.call('ZREM', KEYS[2], ARGV[i])
-    local own = reach[fields[4] or 'ja']
-    if own then redis.call('ZREM', own, ARGV[i]) end
-    local signature = fields[1] .. '|' .. sorted(fields[2]) .. '|' .. sorted(fields[3]) .. '|'
-      .. (fields[4] or 'ja')
-    redis.call('HINCRBY', KEYS[3], signature, -1)
-    done = done + 1
-  end
-end
-return done
-"""
 
 
 def choices(sub: Subscriber) -> str:
