@@ -463,16 +463,6 @@ class SubscriberStore:
             for group, members in groups.items()
         }
 
-    async def counts(self) -> dict[str, int]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for channel in SUBSCRIBED:
-                pipe.zcard(self.keys.by_channel(channel))
-            values = await pipe.execute()
-        return dict(zip(SUBSCRIBED, values, strict=True))
-
-
-# KEYS: the index key as a plain set (before), the sorted set it becomes
-
 
 def choices(sub: Subscriber) -> str:
     """A subscriber's census field; areas and topics sorted, so that the census has one
@@ -485,8 +475,8 @@ SEPARATOR = "\x1f"  # the unit separator: validation keeps control characters ou
 
 
 async def _hmget(redis: Redis, key: str, fields: list[str]) -> list[bytes | None]:
-    """HMGET, its command packed here in one join: redis-py packs one argument at a time
-    in Python, a millisecond for a LINE batch's 500 ids."""
+    """HMGET, its command packed here in one join (redis-py packs one argument at a time,
+    in Python, and a LINE batch asks for 500)."""
     args = [b"HMGET", key.encode(), *(f.encode() for f in fields)]
     packed = b"".join([b"*%d\r\n" % len(args), *(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)])
     pool = redis.connection_pool

@@ -292,3 +292,14 @@ def email_settings(tmp_path: Path, prefix: str, port: int, **overrides: Any) -> 
     }
     values.update(overrides)
     return make_settings(tmp_path, prefix, **values)
+
+
+async def subscriber_counts(runtime: Runtime) -> dict[str, int]:
+    """How many subscribers each channel's index holds (what a test checks after an
+    import, a sign-up or a deletion)."""
+    channels = ("line", "email", "print")
+    async with runtime.redis.pipeline(transaction=False) as pipe:
+        for channel in channels:
+            pipe.zcard(runtime.keys.by_channel(channel))
+        values = await pipe.execute()
+    return dict(zip(channels, values, strict=True))

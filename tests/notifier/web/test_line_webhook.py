@@ -15,7 +15,14 @@ from notifier import intake
 from notifier.config import Settings
 from notifier.runtime import Runtime
 from notifier.service import Service
-from tests.conftest import LINE_SECRET, announcement, line_settings, make_settings, wait_for
+from tests.conftest import (
+    LINE_SECRET,
+    announcement,
+    line_settings,
+    make_settings,
+    subscriber_counts,
+    wait_for,
+)
 from tests.fake_line import FakeLine
 from tests.line_events import (
     body_and_headers,
@@ -133,7 +140,7 @@ async def test_follow_choose_receive_and_leave(
 
     await resident.send(unfollow(USER))
     assert await runtime.subscribers.find("line", USER) is None
-    assert await runtime.subscribers.counts() == {"line": 0, "email": 0, "print": 0}
+    assert await subscriber_counts(runtime) == {"line": 0, "email": 0, "print": 0}
 
 
 async def test_every_reply_is_one_line_would_take(resident: Resident, fake_line: FakeLine) -> None:
