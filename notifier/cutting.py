@@ -27,9 +27,10 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, cast
+from typing import cast
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from notifier.keys import ALL, Keys
 from notifier.logs import event
@@ -141,7 +142,7 @@ class Cutter:
         self.keys = keys
         self.scripts = Scripts(redis)
 
-    def record(self, pipe: Any, notice_id: str, shares: list[Share]) -> None:
+    def record(self, pipe: Pipeline, notice_id: str, shares: list[Share]) -> None:
         """Write the shares (in the dispatcher's transaction): a dispatcher that takes over
         walks the very same sets."""
         for share in shares:
@@ -231,7 +232,7 @@ class Cutter:
 
     async def _call(
         self,
-        pipe: Any,
+        pipe: Pipeline,
         notice_id: str,
         kind: str,
         share: Share,

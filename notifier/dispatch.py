@@ -24,7 +24,9 @@ from typing import Any, cast
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, WatchError
+from redis.typing import EncodableT, FieldT
 
 from channels import BaseChannel, channel_class
 from notifier import json_input
@@ -255,7 +257,7 @@ class Dispatcher:
             await pipe.execute()
         event(log, "notice.skip", notice=notice_id, status=status)
 
-    def _store(self, pipe: Any, notice: AnyNotice, status: str) -> None:
+    def _store(self, pipe: Pipeline, notice: AnyNotice, status: str) -> None:
         assert notice.id is not None
         now = time.time()
         pipe.hset(
@@ -270,13 +272,13 @@ class Dispatcher:
         )
         pipe.zadd(self.keys.notices, {notice.id: now})
 
-    def _queue(self, pipe: Any, notice: AnyNotice, prepared: list[Prepared]) -> None:
+    def _queue(self, pipe: Pipeline, notice: AnyNotice, prepared: list[Prepared]) -> None:
         assert notice.id is not None
         k = self.keys
         for p in prepared:
             for lang, content in p.rendered.items():
                 pipe.hset(k.rendered(notice.id), f"{p.channel}:{lang}", json.dumps(content))
-            progress = {
+            progress: dict[FieldT, EncodableT] = {
                 f"{p.channel}:recipients": p.recipients,
                 f"{p.channel}:sent": 0,
                 f"{p.channel}:failed": 0,
@@ -289,7 +291,9 @@ class Dispatcher:
                 self.cutter.record(pipe, notice.id, p.shares)
             pipe.hset(k.progress(notice.id), mapping=progress)
             if p.single is not None:
-                pipe.xadd(k.delivery(p.channel, lane(notice.kind)), p.single.to_fields())
+                # typed as redis-py takes a stream entry (a dict is invariant in its types)
+                fields: dict[FieldT, EncodableT] = {k: v for k, v in p.single.to_fields().items()}
+                pipe.xadd(k.delivery(p.channel, lane(notice.kind)), fields)
         if isinstance(notice, Alert) and notice.drill:
             drill = k.drill_audience(notice.id)
             pipe.delete(drill)
@@ -323,7 +327,7 @@ class Dispatcher:
         sizes = {"line": self.settings.line_batch_size, "email": self.settings.email_batch_size}
         return sizes.get(cls.name, cls.batch_size)
 
-    def _ack(self, pipe: Any, entry: tuple[str, str]) -> None:
+    def _ack(self, pipe: Pipeline, entry: tuple[str, str]) -> None:
         stream, entry_id = entry
         pipe.xack(stream, GROUP, entry_id)
         pipe.xdel(stream, entry_id)

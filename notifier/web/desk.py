@@ -18,6 +18,7 @@ from notifier.web import forms
 from notifier.web.guard import audit
 from notifier.web.http import RUNTIME, Refused, read_form
 from notifier.web.pages import need, page
+from notifier.web.session import Session
 
 log = logging.getLogger(__name__)
 EMERGENCY = "/console/emergency"
@@ -35,7 +36,7 @@ async def emergency(request: web.Request) -> web.Response:
     return await _desk(request, session, values, {}, 200)
 
 
-async def _replaced(request: web.Request, session: Any, alert_id: str) -> Alert:
+async def _replaced(request: web.Request, session: Session, alert_id: str) -> Alert:
     """The active alert an update replaces; else the page says why not: 404 for no alert,
     409 for one no longer active (or not yet approved)."""
     runtime = request.app[RUNTIME]
@@ -49,7 +50,11 @@ async def _replaced(request: web.Request, session: Any, alert_id: str) -> Alert:
 
 
 async def _desk(
-    request: web.Request, session: Any, values: dict[str, Any], errors: dict[str, str], status: int
+    request: web.Request,
+    session: Session,
+    values: dict[str, Any],
+    errors: dict[str, str],
+    status: int,
 ) -> web.Response:
     runtime = request.app[RUNTIME]
     alerts = await runtime.notices.list(None, 200)
@@ -69,7 +74,7 @@ async def _desk(
     )
 
 
-async def _alert(request: web.Request, session: Any) -> Alert:
+async def _alert(request: web.Request, session: Session) -> Alert:
     """The alert the form describes; else the desk again, with what to fix (400)."""
     runtime = request.app[RUNTIME]
     form = await read_form(request)
@@ -82,7 +87,7 @@ async def _alert(request: web.Request, session: Any) -> Alert:
         raise Refused(await _desk(request, session, values, errors, 400)) from None
 
 
-def _refused(request: web.Request, session: Any, e: AlertRefused) -> Refused:
+def _refused(request: web.Request, session: Session, e: AlertRefused) -> Refused:
     return Refused(
         page(request, "refused.html", session, e.status, reason="alert", message=e.message)
     )
@@ -174,7 +179,11 @@ async def subscribers(request: web.Request) -> web.Response:
 
 
 async def _subscribers(
-    request: web.Request, session: Any, values: dict[str, Any], errors: dict[str, str], status: int
+    request: web.Request,
+    session: Session,
+    values: dict[str, Any],
+    errors: dict[str, str],
+    status: int,
 ) -> web.Response:
     runtime = request.app[RUNTIME]
     counts = await runtime.subscribers.breakdown()
