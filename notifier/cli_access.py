@@ -11,11 +11,14 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from notifier.tokens import ROLES
 
-if TYPE_CHECKING:  # the stores load when a command runs (`notifier --help` needs none)
+if TYPE_CHECKING:
+    from notifier.cli_settings import (
+        Subcommands,  # the stores load when a command runs (`notifier --help` needs none)
+    )
     from notifier.config import Settings
     from notifier.keys import Keys
     from notifier.runtime import Runtime
@@ -23,7 +26,7 @@ if TYPE_CHECKING:  # the stores load when a command runs (`notifier --help` need
 Job = Callable[["Settings", Callable[["Runtime"], Awaitable[int]]], int]
 
 
-def add_commands(sub: Any, with_runtime: Job) -> None:
+def add_commands(sub: Subcommands, with_runtime: Job) -> None:
     a = sub.add_parser("account", help="staff accounts for the console")
     aa = a.add_subparsers(dest="action", required=True)
     s = aa.add_parser(
@@ -49,7 +52,7 @@ def add_commands(sub: Any, with_runtime: Job) -> None:
     s.set_defaults(func=lambda st, args: rotate_key(st, args, with_runtime))
 
 
-def add_export(subscribers: Any, with_runtime: Job) -> None:
+def add_export(subscribers: Subcommands, with_runtime: Job) -> None:
     s = subscribers.add_parser(
         "export", help="all subscribers as CSV (admin token in NOTIFIER_TOKEN, or asked for)"
     )

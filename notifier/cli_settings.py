@@ -12,6 +12,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    # what add_subparsers() returns, to which each module adds its commands
+    Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
     from notifier.config import Settings
 
 PREFIX = "NOTIFIER_"

@@ -6,20 +6,21 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from notifier.cli_settings import redis_place
 from notifier.tokens import ROLES
 
 if TYPE_CHECKING:
     from notifier.audit import AuditLog
+    from notifier.cli_settings import Subcommands
     from notifier.config import Settings
     from notifier.tokens import TokenStore
 
 Job = Callable[["TokenStore", "AuditLog"], Awaitable[int]]
 
 
-def add_commands(sub: Any) -> None:
+def add_commands(sub: Subcommands) -> None:
     t = sub.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
     s = t.add_parser(
         "create",
