@@ -8,6 +8,7 @@ import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -303,3 +304,16 @@ async def subscriber_counts(runtime: Runtime) -> dict[str, int]:
             pipe.zcard(runtime.keys.by_channel(channel))
         values = await pipe.execute()
     return dict(zip(channels, values, strict=True))
+
+
+@asynccontextmanager
+async def delivering(settings: Settings, *channels: str) -> AsyncIterator[Service]:
+    """The dispatcher and the workers of ``channels`` (every channel, without names)
+    running in this process, stopped when the block ends, however it ends."""
+    named = {"channel_names": list(channels)} if channels else {}
+    service = Service(settings, parts=["dispatch", "workers"], **named)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()

@@ -23,6 +23,7 @@ from notifier.worker import GROUP
 from tests.conftest import (
     Api,
     announcement,
+    delivering,
     finished,
     kill_worker_once,
     line_settings,
@@ -218,13 +219,9 @@ async def test_the_shared_rate_limit_keeps_line_under_its_limit(
         )
         users = [f"U{i:032x}" for i in range(30)]
         await subscribe(runtime, users)
-        service = Service(settings, parts=["dispatch", "workers"], channel_names=["line"])
-        await service.start()
-        try:
+        async with delivering(settings, "line"):
             notice_id = await post(runtime, areas=[])
             result = await finished(runtime, notice_id)
-        finally:
-            await service.stop()
         assert result["progress"]["line"]["sent"] == 30
         assert all(status != 429 for _, status in fake.responses)
         times = sorted(m["at"] for m in fake.multicasts)

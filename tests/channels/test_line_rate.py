@@ -11,8 +11,7 @@ from typing import Any
 
 from notifier import intake
 from notifier.runtime import Runtime
-from notifier.service import Service
-from tests.conftest import LINE_TOKEN, announcement, finished, line_settings
+from tests.conftest import LINE_TOKEN, announcement, delivering, finished, line_settings
 from tests.fake_line import LINE_LIMITS, FakeLine
 from tests.notifier.test_redis_restart import residents
 
@@ -28,17 +27,13 @@ async def fan_out(
     would send several times faster than LINE allows."""
     values = {"line_batch_size": 5, "worker_concurrency": 16, **overrides}
     settings = line_settings(tmp_path, prefix, fake.url, **values)
-    service = Service(settings, parts=["dispatch", "workers"], channel_names=["line"])
-    await service.start()
-    try:
+    async with delivering(settings, "line") as service:
         notice = intake.validate(announcement(channels=["line"], areas=[]), settings)
         await intake.enqueue(runtime.notices, notice)
         assert notice.id is not None
         result = await finished(runtime, notice.id, timeout=60)
         refused = service.runtime.metrics.line_refused.labels("multicast", "rate")._value.get()
         result["refused_seen"] = refused
-    finally:
-        await service.stop()
     return result
 
 

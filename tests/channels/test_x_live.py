@@ -21,6 +21,7 @@ from notifier.service import Service
 from tests.conftest import (
     X_CREDENTIALS,
     announcement,
+    delivering,
     finished,
     kill_worker_once,
     make_settings,
@@ -186,9 +187,7 @@ async def test_routine_notices_stop_before_the_reserve_and_alerts_may_use_it(
 ) -> None:
     limits = {window: 2, "x_alert_reserve": 1}
     settings = x_settings(tmp_path, prefix, fake_x.url, **limits)
-    service = Service(settings, parts=["dispatch", "workers"], channel_names=["x"])
-    await service.start()
-    try:
+    async with delivering(settings, "x"):
         first = await post(runtime, title="一件目", areas=[])
         assert (await finished(runtime, first))["progress"]["x"]["sent"] == 1
         second = await post(runtime, title="二件目", areas=[])
@@ -199,8 +198,6 @@ async def test_routine_notices_stop_before_the_reserve_and_alerts_may_use_it(
             assert (await finished(runtime, alert))["progress"]["x"]["sent"] == 1
         found = await runtime.notices.get(second)
         assert found is not None and found["progress"]["x"]["pending"] == 1
-    finally:
-        await service.stop()
     assert firsts(fake_x) == ["【お知らせ】一件目", "【緊急】避難指示", "【緊急】避難指示の続報"]
     assert [s for _, _, s in fake_x.responses] == [201, 201, 201]  # the service held, not X
 
@@ -209,9 +206,7 @@ async def test_a_thread_that_does_not_fit_waits_then_goes_whole(
     tmp_path: Path, prefix: str, fake_x: FakeX, runtime: Runtime
 ) -> None:
     settings = x_settings(tmp_path, prefix, fake_x.url, x_15min_limit=7, x_alert_reserve=1)
-    service = Service(settings, parts=["dispatch", "workers"], channel_names=["x"])
-    await service.start()
-    try:
+    async with delivering(settings, "x"):
         for n in range(3):
             await finished(runtime, await post(runtime, title=f"{n + 1}件目", areas=[]))
         await age(runtime, 15 * 60 - 2.5)  # they leave the window in 2.5 s
@@ -219,8 +214,6 @@ async def test_a_thread_that_does_not_fit_waits_then_goes_whole(
         await held(runtime, notice_id)  # 3 + 4 posts: one more than routine notices may
         assert len(fake_x.posts) == 3  # nothing of the thread went out meanwhile
         result = await finished(runtime, notice_id)
-    finally:
-        await service.stop()
     assert result["progress"]["x"]["sent"] == 1
     chain = fake_x.thread(fake_x.posts[-1]["id"])
     assert [p["id"] for p in chain] == [p["id"] for p in fake_x.posts[3:]]
@@ -233,13 +226,9 @@ async def test_a_thread_longer_than_the_window_cannot_wait_for_ever(
     """One the window could never take whole: composed shorter, or, composed under other
     settings, posted in parts, each when there is room."""
     small = x_settings(tmp_path, prefix, fake_x.url, x_15min_limit=3, x_alert_reserve=0)
-    service = Service(small, parts=["dispatch", "workers"], channel_names=["x"])
-    await service.start()
-    try:
+    async with delivering(small, "x"):
         capped = await post(runtime, title="避難指示", body=LONG, areas=[])
         await finished(runtime, capped)
-    finally:
-        await service.stop()
     chain = the_thread(fake_x)
     assert len(chain) == 3 and chain[-1]["text"].endswith("… (3/3)")
 
@@ -389,13 +378,9 @@ async def test_without_credentials_the_thread_lands_in_the_outbox(
     tmp_path: Path, prefix: str, runtime: Runtime
 ) -> None:
     settings = make_settings(tmp_path, prefix)
-    service = Service(settings, parts=["dispatch", "workers"], channel_names=["x"])
-    await service.start()
-    try:
+    async with delivering(settings, "x"):
         notice_id = await post(runtime, title="避難指示", body=LONG, areas=[])
         await finished(runtime, notice_id)
-    finally:
-        await service.stop()
     requests = json.loads((settings.outbox_dir / "x" / f"{notice_id}.json").read_text())
     assert len(requests) >= 4 and "reply" not in requests[0]
     assert [r["reply"]["in_reply_to_tweet_id"] for r in requests[1:]] == [

@@ -23,8 +23,7 @@ from notifier.digest import DigestBuilder, Period, build_due, era_date, last_fir
 from notifier.pdf import PdfMaker, render_booklets
 from notifier.runtime import Runtime
 from notifier.scheduler import Scheduler
-from notifier.service import Service
-from tests.conftest import announcement, finished, make_settings
+from tests.conftest import announcement, delivering, finished, make_settings
 
 A4 = (595.28, 841.89)  # points
 
@@ -109,13 +108,9 @@ async def delivered(runtime: Runtime, settings: Settings) -> AsyncIterator[dict[
         settings,
     )
     ids["alert"] = (await runtime.alerts.issue(alert, "desk")).id
-    service = Service(settings, parts=["dispatch", "workers"], channel_names=["print"])
-    await service.start()
-    try:
+    async with delivering(settings, "print"):
         for notice_id in ids.values():
             assert (await finished(runtime, notice_id, timeout=60))["status"] == "done"
-    finally:
-        await service.stop()
     yield ids
 
 

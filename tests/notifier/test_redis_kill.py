@@ -22,9 +22,15 @@ from notifier.config import Settings
 from notifier.cutting import Cutter, plan
 from notifier.keys import Keys
 from notifier.runtime import Runtime
-from notifier.service import Service
 from notifier.streams import as_text
-from tests.conftest import announcement, finished, line_settings, make_settings, wait_for
+from tests.conftest import (
+    announcement,
+    delivering,
+    finished,
+    line_settings,
+    make_settings,
+    wait_for,
+)
 from tests.fake_line import FakeLine
 from tests.notifier.test_redis_restart import residents
 from tests.redis_process import RedisProcess
@@ -89,9 +95,7 @@ async def fan_out_through_a_kill(
     again. The notice's view when it first reads done, and the multicasts before the kill."""
     runtime = Runtime.open(settings)
     await residents(runtime, RESIDENTS)
-    service = Service(settings, parts=["dispatch", "workers"], channel_names=["line"])
-    await service.start()
-    try:
+    async with delivering(settings, "line"):
         notice = intake.validate(announcement(channels=["line"], areas=[]), settings)
         await intake.enqueue(runtime.notices, notice)
         notice_id = notice.id
@@ -113,8 +117,6 @@ async def fan_out_through_a_kill(
         before = len(fake.multicasts)
         await asyncio.to_thread(server.start)
         view = await finished(runtime, notice_id, timeout=60)
-    finally:
-        await service.stop()
         await runtime.close()
     return view, before
 
@@ -268,9 +270,7 @@ async def test_redis_back_without_the_consumer_groups_the_service_makes_them_and
     await residents(runtime, len(users))
     everysec_redis.keep()  # the residents are durable; the service's groups will not be
     kept = time.monotonic()
-    service = Service(settings, parts=["dispatch", "workers"], channel_names=["line"])
-    await service.start()
-    try:
+    async with delivering(settings, "line"):
         k = runtime.keys
 
         async def groups_made() -> bool:
@@ -288,8 +288,6 @@ async def test_redis_back_without_the_consumer_groups_the_service_makes_them_and
         await intake.enqueue(runtime.notices, notice)
         assert notice.id is not None
         view = await finished(runtime, notice.id, timeout=10)  # it tries every second
-    finally:
-        await service.stop()
         await runtime.close()
     assert_once_each(fake_line, users, view)
     assert view["status"] == "done" and view["progress"]["line"]["sent"] == len(users)

@@ -14,9 +14,15 @@ import pytest
 from notifier import intake
 from notifier.cutting import Cutter, plan
 from notifier.runtime import Runtime
-from notifier.service import Service
 from notifier.states import BatchEntry
-from tests.conftest import announcement, finished, line_settings, make_settings, wait_for
+from tests.conftest import (
+    announcement,
+    delivering,
+    finished,
+    line_settings,
+    make_settings,
+    wait_for,
+)
 from tests.fake_line import FakeLine
 from tests.redis_process import RedisProcess
 
@@ -94,9 +100,7 @@ async def test_a_restart_while_a_notice_is_sent_reaches_everyone_once_and_then_d
     ).model_copy(update={"redis_url": own_redis.url})
     runtime = Runtime.open(settings)
     everyone = await residents(runtime, 4000)
-    service = Service(settings, parts=["dispatch", "workers"], channel_names=["line"])
-    await service.start()
-    try:
+    async with delivering(settings, "line"):
         notice = intake.validate(announcement(channels=["line"], areas=[]), settings)
         await intake.enqueue(runtime.notices, notice)
         assert notice.id is not None
@@ -107,8 +111,6 @@ async def test_a_restart_while_a_notice_is_sent_reaches_everyone_once_and_then_d
         await wait_for(sending, timeout=20)
         await asyncio.to_thread(own_redis.restart)
         view = await finished(runtime, notice.id, timeout=60)
-    finally:
-        await service.stop()
         await runtime.close()
     users = {f"U{i:032x}" for i in range(4000)}
     got = Counter({u: len(m) for u, m in fake_line.delivered.items()})

@@ -12,7 +12,7 @@ from notifier.config import Settings
 from notifier.runtime import Runtime
 from notifier.scheduler import Scheduler
 from notifier.service import Service
-from tests.conftest import Api, announcement, wait_for
+from tests.conftest import Api, announcement, delivering, wait_for
 
 
 async def post(service: Service, token: str, **fields: Any) -> tuple[int, Any]:
@@ -125,13 +125,9 @@ async def test_a_queued_notice_cancelled_before_the_dispatcher_reads_it_is_not_s
         assert await runtime.notices.cancel(body["id"]) == "ok"
     finally:
         await api_only.stop()
-    workers = Service(settings, parts=["dispatch", "workers"])
-    await workers.start()
-    try:
+    async with delivering(settings):
         await wait_for(lambda: _intake_drained(runtime))
         await asyncio.sleep(0.3)
-    finally:
-        await workers.stop()
     assert await status_of(runtime, body["id"]) == "cancelled"
     assert not (settings.outbox_dir / "x").exists()
 

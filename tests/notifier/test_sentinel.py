@@ -18,7 +18,15 @@ from notifier import intake
 from notifier.redis_client import survey
 from notifier.runtime import Runtime
 from notifier.service import Service
-from tests.conftest import ROOT, announcement, finished, line_settings, make_settings, wait_for
+from tests.conftest import (
+    ROOT,
+    announcement,
+    delivering,
+    finished,
+    line_settings,
+    make_settings,
+    wait_for,
+)
 from tests.fake_line import FakeLine
 from tests.notifier.test_redis_restart import residents
 from tests.redis_process import Sentinels
@@ -89,9 +97,7 @@ async def test_the_master_killed_mid_fan_out_the_replica_takes_over_and_everyone
     )
     runtime = Runtime.open(settings)
     await residents(runtime, 3000)
-    service = Service(settings, parts=["dispatch", "workers"], channel_names=["line"])
-    await service.start()
-    try:
+    async with delivering(settings, "line"):
         notice = intake.validate(announcement(channels=["line"], areas=[]), settings)
         await intake.enqueue(runtime.notices, notice)
         assert notice.id is not None
@@ -103,8 +109,6 @@ async def test_the_master_killed_mid_fan_out_the_replica_takes_over_and_everyone
         await asyncio.to_thread(cluster.master.kill)
         await asyncio.to_thread(cluster.wait, lambda: cluster.master_port() == cluster.replica.port)
         view = await finished(runtime, notice.id, timeout=90)
-    finally:
-        await service.stop()
         await runtime.close()
     got = Counter({user: len(messages) for user, messages in fake_line.delivered.items()})
     assert set(got) == {f"U{i:032x}" for i in range(3000)} and set(got.values()) == {1}
@@ -180,12 +184,8 @@ async def test_a_notice_accepted_the_moment_before_the_master_dies_is_delivered_
     finally:
         await api.stop()
     assert set(answers) <= {202, 503} and answers[503] > 0, answers
-    workers = Service(settings, parts=["dispatch", "workers"], channel_names=["line"])
-    await workers.start()
-    try:
+    async with delivering(settings, "line"):
         view = await finished(runtime, accepted["id"], timeout=90)
-    finally:
-        await workers.stop()
         await runtime.close()
     assert view["status"] == "done" and view["progress"]["line"]["sent"] == 300
     assert len(fake_line.delivered) == 300

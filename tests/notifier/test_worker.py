@@ -20,7 +20,7 @@ from notifier.runtime import Runtime
 from notifier.service import Service
 from notifier.states import BatchEntry
 from notifier.worker import GROUP, ChannelWorker
-from tests.conftest import announcement, make_settings, wait_for
+from tests.conftest import announcement, delivering, make_settings, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS = [f"U{i:032x}" for i in range(5)]
@@ -240,9 +240,7 @@ async def test_workers_ride_out_a_lost_redis_connection(
     settings: Settings, runtime: Runtime, outage: float
 ) -> None:
     """Killing the worker's Redis connections loses nothing: it reconnects and delivers."""
-    service = Service(settings, parts=["dispatch", "workers"], channel_names=["line"])
-    await service.start()
-    try:
+    async with delivering(settings, "line"):
         name = f"notifier@{settings.redis_prefix.rstrip(':')}"
         clients = await runtime.redis.client_list()
         ours = [c["id"] for c in clients if c.get("name") == name]
@@ -252,8 +250,6 @@ async def test_workers_ride_out_a_lost_redis_connection(
         await asyncio.sleep(outage)
         notice_id = await queue_line_notice(settings, runtime)
         result = await finished(runtime, notice_id)
-    finally:
-        await service.stop()
     assert result["progress"]["line"]["sent"] == 5
 
 

@@ -14,7 +14,14 @@ from notifier import intake
 from notifier.config import Settings
 from notifier.runtime import Runtime
 from notifier.service import Service
-from tests.conftest import announcement, email_settings, finished, subscriber_counts, wait_for
+from tests.conftest import (
+    announcement,
+    delivering,
+    email_settings,
+    finished,
+    subscriber_counts,
+    wait_for,
+)
 from tests.smtp_sink import SmtpSink
 
 
@@ -164,9 +171,7 @@ async def test_an_unknown_mailbox_fails_alone_and_is_suspended_after_repeated_bo
     tmp_path: Path, prefix: str, sink: SmtpSink, runtime: Runtime
 ) -> None:
     settings = email_settings(tmp_path, prefix, sink.port, email_hard_bounces=2)
-    service = Service(settings, parts=["dispatch", "workers"], channel_names=["email"])
-    await service.start()
-    try:
+    async with delivering(settings, "email"):
         people = [f"r{i}@example.jp" for i in range(6)]
         await subscribed(runtime, people)
         sink.reject["r3@example.jp"] = 550
@@ -189,8 +194,6 @@ async def test_an_unknown_mailbox_fails_alone_and_is_suspended_after_repeated_bo
             "failed": 0,
             "pending": 0,
         }
-    finally:
-        await service.stop()
 
 
 async def test_smtp_down_for_a_while_then_back_delivers_everything_once(
@@ -200,9 +203,7 @@ async def test_smtp_down_for_a_while_then_back_delivers_everything_once(
     people = [f"p{i}@example.jp" for i in range(9)]
     await subscribed(runtime, people)
     sink.go_down()
-    service = Service(settings, parts=["dispatch", "workers"], channel_names=["email"])
-    await service.start()
-    try:
+    async with delivering(settings, "email"):
         notice = intake.validate(announcement(channels=["email"], areas=[]), settings)
         await intake.enqueue(runtime.notices, notice)
 
@@ -212,8 +213,6 @@ async def test_smtp_down_for_a_while_then_back_delivers_everything_once(
         await wait_for(retrying)
         sink.come_back()
         result = await finished(runtime, str(notice.id))
-    finally:
-        await service.stop()
     assert result["progress"]["email"]["sent"] == 9
     assert sorted(m["To"] for m in sink.messages()) == sorted(people)  # each once
 
@@ -237,9 +236,7 @@ async def test_a_busy_mailbox_is_tried_again_and_gets_its_mail_once(
     people = [f"b{i}@example.jp" for i in range(4)]
     await subscribed(runtime, people)
     sink.reject["b2@example.jp"] = 450  # "4.2.1 Mailbox busy": try later
-    service = Service(settings, parts=["dispatch", "workers"], channel_names=["email"])
-    await service.start()
-    try:
+    async with delivering(settings, "email"):
         notice = intake.validate(announcement(channels=["email"], areas=[]), settings)
         await intake.enqueue(runtime.notices, notice)
 
@@ -249,8 +246,6 @@ async def test_a_busy_mailbox_is_tried_again_and_gets_its_mail_once(
         await wait_for(others_reached)
         del sink.reject["b2@example.jp"]
         result = await finished(runtime, str(notice.id))
-    finally:
-        await service.stop()
     assert result["progress"]["email"] == {
         "audience": 4,
         "recipients": 4,
