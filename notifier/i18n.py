@@ -32,6 +32,7 @@ SAID_IN = {
     "templates/email/announcement.html": "jinja2.ext:babel_extract",
     "templates/email/announcement.txt": "jinja2.ext:babel_extract",
     "templates/email/announcement.subject.txt": "jinja2.ext:babel_extract",
+    "templates/print/flyer.html": "jinja2.ext:babel_extract",
     "templates/email/confirm.txt": "jinja2.ext:babel_extract",
     "notifier/web/subscribe.py": "python",
     "notifier/web/resident.py": "python",
