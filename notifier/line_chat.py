@@ -280,7 +280,3 @@ def on_text(ward: Ward, choices: Choices, text: str) -> list[dict[str, Any]]:
 def on_other(ward: Ward, choices: Choices) -> list[dict[str, Any]]:
     """The answer to a sticker, a photo or anything else that is not text: the help."""
     return help_text(ward, choices)
-
-
-def wants_settings(text: str) -> bool:
-    return text.strip().lower() in SETTINGS_WORDS
