@@ -168,7 +168,7 @@ class ChannelWorker:
                         inflight[lane].add(task)
                         task.add_done_callback(inflight[lane].discard)
                     busy = inflight["urgent"] | inflight["normal"]
-                    if not work and busy and not 0 < free["urgent"] < self.concurrency:
+                    if not work and busy and not self._waits_on_alert(free["urgent"]):
                         # wait for a slot, briefly: an alert is looked for again within
                         # 50 ms (with an alert in hand, the read itself waited so)
                         await asyncio.wait(busy, timeout=0.05, return_when=FIRST_COMPLETED)
@@ -204,7 +204,7 @@ class ChannelWorker:
         if urgent > 0:
             # with an alert in hand, its next batches are waited for (up to 50 ms) as its
             # cut makes them, so that none waits on a slot the worker does not look at
-            block = URGENT_WAIT_MS if alerting else None
+            block = URGENT_WAIT_MS if self._waits_on_alert(urgent) else None
             found = await self._read({self.streams[0]: ">"}, urgent, block=block)
             if found:
                 return found
@@ -216,6 +216,11 @@ class ChannelWorker:
         found = await self._read(dict.fromkeys(self.streams, ">"), normal, block=500)
         order = {stream: i for i, stream in enumerate(self.streams)}
         return sorted(found, key=lambda item: order[item[0]])
+
+    def _waits_on_alert(self, urgent: int) -> bool:
+        """Whether a read with ``urgent`` slots free waits on the urgent lane: some of an
+        alert's batches are in hand and a slot is free for the next."""
+        return 0 < urgent < self.concurrency
 
     async def step(self) -> None:
         """Read and deliver one round of entries, the urgent lane first."""
