@@ -190,3 +190,18 @@ def test_settings_words_open_the_settings(ward: Ward) -> None:
     for word in ("設定", "せってい", "settings", " MENU ", "设置", "설정"):
         (reply,) = line_chat.on_text(ward, Choices(areas=("oizumi",)), word)
         assert dict(parse_qsl(reply["quickReply"]["items"][0]["action"]["data"]))["do"] == "menu"
+
+
+def test_every_template_that_says_a_message_is_read_for_the_catalogues() -> None:
+    """A template that calls _ but is missing from SAID_IN would escape the check above."""
+    calling = re.compile(r"\b_\(")
+    templates = PROJECT_ROOT / "templates"
+    saying = {
+        str(path.relative_to(PROJECT_ROOT))
+        for path in templates.rglob("*")
+        if path.is_file()
+        and path.suffix in {".html", ".txt", ".json"}
+        and calling.search(path.read_text(encoding="utf-8"))
+    }
+    assert len(saying) > 10
+    assert saying <= set(SAID_IN)
