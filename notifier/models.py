@@ -23,6 +23,8 @@ from pydantic import (
 
 from notifier import text
 from notifier.config import CHANNELS, Ward, check_readings
+from notifier.hazards import Hazard
+from notifier.levels import severity_of
 
 Channel = Literal["line", "x", "email", "print"]
 NOTICE_ID = r"^[A-Za-z0-9_-]{1,64}$"
@@ -194,7 +196,9 @@ class Alert(Notice):
     """
 
     kind: Literal["alert"] = "alert"
-    severity: Severity
+    severity: Severity  # when left out, the level's (notifier/levels.severity_of)
+    level: int | None = Field(default=None, ge=1, le=5)  # 警戒レベル (notifier/levels.py)
+    hazard: Hazard | None = None  # what it is for: the shelters it lists are designated so
     supersedes: str | None = Field(default=None, pattern=NOTICE_ID)
     type: AlertType = "alert"
     references: str | None = Field(default=None, pattern=NOTICE_ID)
@@ -203,6 +207,14 @@ class Alert(Notice):
     @property
     def topics(self) -> list[str]:
         return []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _severity(cls, data: Any) -> Any:
+        level = data.get("level") if isinstance(data, dict) else None
+        if isinstance(data, dict) and "severity" not in data and type(level) is int:
+            return {**data, "severity": severity_of(level)}  # a bad level is refused as such
+        return data
 
     @model_validator(mode="after")
     def _type(self) -> Alert:
