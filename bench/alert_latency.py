@@ -29,13 +29,14 @@ from typing import Any
 import aiohttp
 
 from bench import harness
+from notifier import channel_registry
 from notifier.config import load_settings
 from notifier.runtime import Runtime
 from tests.conftest import X_CREDENTIALS
 from tests.fake_x import FakeX
 from tests.smtp_sink import SmtpSink
 
-CHANNELS = ("line", "x", "email", "print")
+CHANNELS = channel_registry.names()
 
 
 class Watch:

@@ -36,8 +36,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from bench.harness import OWNED_ENV, Report, delivered, drop_keys, load
-from channels import REGISTRY, channel_class
+from channels import channel_class
 from notifier import intake, logs
+from notifier.channel_registry import REGISTRY
 from notifier.config import Settings, load_settings
 from notifier.dispatch import GROUP as DISPATCH_GROUP
 from notifier.dispatch import Dispatcher

@@ -1,23 +1,26 @@
-"""Delivery channels, looked up by name."""
+"""Delivery channels: the classes that send, found by their names in the registry
+(notifier/channel_registry.py)."""
 
 from __future__ import annotations
 
-from channels.base import BaseChannel, Channel, Context
-from channels.email import EmailChannel
-from channels.line import LineChannel
-from channels.print import PrintChannel
-from channels.x import XChannel
+from functools import cache
+from importlib import import_module
+from typing import Any
 
-REGISTRY: dict[str, type[BaseChannel]] = {
-    cls.name: cls for cls in (LineChannel, XChannel, EmailChannel, PrintChannel)
-}
+from channels.base import BaseChannel, Context
+from notifier import channel_registry
+
+Channel = BaseChannel[Any]  # any channel, as the worker and the service hold it
 
 
-def channel_class(name: str) -> type[BaseChannel]:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"no channel named {name!r}; known: {', '.join(REGISTRY)}") from None
+@cache
+def channel_class(name: str) -> type[Channel]:
+    """The class of the named channel, imported the first time it is asked for."""
+    module, _, attribute = channel_registry.spec(name).implementation.partition(":")
+    cls = getattr(import_module(module), attribute)
+    if not (isinstance(cls, type) and issubclass(cls, BaseChannel)) or cls.spec.name != name:
+        raise TypeError(f"{module}:{attribute} is not the BaseChannel of {name!r}")
+    return cls
 
 
 def create(name: str, context: Context) -> Channel:
@@ -25,4 +28,9 @@ def create(name: str, context: Context) -> Channel:
     return channel_class(name)(context)
 
 
-__all__ = ["REGISTRY", "BaseChannel", "Channel", "Context", "channel_class", "create"]
+def classes() -> dict[str, type[Channel]]:
+    """Every channel's class, by name, in the registry's order."""
+    return {name: channel_class(name) for name in channel_registry.names()}
+
+
+__all__ = ["BaseChannel", "Channel", "Context", "channel_class", "classes", "create"]

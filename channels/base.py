@@ -1,4 +1,5 @@
-"""The one small interface every channel implements, and the thin base around it."""
+"""The base every channel builds on: what a batch and its outcome are, and the timing,
+metrics and logging around a channel's own ``_send``."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
+from notifier.channel_registry import Audience, ChannelSpec
 from notifier.logs import event
 from notifier.recipients import Recipient as Recipient  # where the channels take it from
 from notifier.recipients import Recipients
@@ -22,8 +24,6 @@ if TYPE_CHECKING:
     from notifier.render import Templates
 
 log = logging.getLogger("notifier.channels")
-
-Audience = Literal["subscribers", "public", "areas"]
 
 
 class DeliveryError(Exception):
@@ -77,7 +77,7 @@ class Batch:
     lang: str
     number: int
     recipients: Recipients
-    content: dict[str, Any]
+    content: dict[str, Any]  # what the channel composed, as JSON carries it (``content_of``)
     areas: tuple[str, ...] = ()
     attempt: int = 1
 
@@ -108,32 +108,27 @@ class Context:
         return path
 
 
-class Channel(Protocol):
-    name: ClassVar[str]
-    audience: ClassVar[Audience]
-    batch_size: ClassVar[int]
-    live: bool
-
-    @classmethod
-    def languages(cls, notice: AnyNotice, wanted: set[str]) -> set[str]: ...
-
-    @staticmethod
-    def compose(templates: Templates, notice: AnyNotice, lang: str) -> dict[str, Any]: ...
-
-    async def send(self, batch: Batch) -> Outcome: ...
-
-    async def warm(self) -> None: ...
-
-    async def close(self) -> None: ...
+Content = TypeVar("Content")  # a channel's own TypedDict of what it composes
 
 
-class BaseChannel:
-    """Timing, metrics and logging around a channel's own ``_send``."""
+class BaseChannel(Generic[Content]):
+    """A channel: ``spec`` is its entry in notifier/channel_registry.py; it composes a
+    notice into its ``Content`` once per language, and sends batches of it.
 
-    name: ClassVar[str]
-    audience: ClassVar[Audience] = "subscribers"
-    batch_size: ClassVar[int] = 100
+    Subclasses write ``compose`` and ``_send`` (and ``warm``/``close`` if they hold a
+    process or a connection); ``send`` wraps ``_send`` in timing, metrics and a log line.
+    """
+
+    spec: ClassVar[ChannelSpec]
+    name: ClassVar[str]  # spec.name, set for each subclass
+    audience: ClassVar[Audience]  # spec.audience
     live: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "spec" in cls.__dict__:
+            cls.name = cls.spec.name
+            cls.audience = cls.spec.audience
 
     def __init__(self, context: Context) -> None:
         self.context = context
@@ -148,9 +143,14 @@ class BaseChannel:
         return {lang if lang in notice.translations else "ja" for lang in wanted}
 
     @staticmethod
-    def compose(templates: Templates, notice: AnyNotice, lang: str) -> dict[str, Any]:
+    def compose(templates: Templates, notice: AnyNotice, lang: str) -> Content:
         """The rendered content of one language's batches; each channel overrides it."""
         raise NotImplementedError
+
+    @staticmethod
+    def content_of(batch: Batch) -> Content:
+        """The batch's content as this channel composed it (it went through JSON)."""
+        return cast("Content", batch.content)
 
     async def send(self, batch: Batch) -> Outcome:
         started = time.perf_counter()

@@ -22,7 +22,7 @@ from datetime import datetime
 from email.header import Header
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, TypedDict
 
 import aiosmtplib
 from prometheus_client import Counter
@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 from channels.base import BaseChannel, Batch, Context, Outcome, Recipient, RetryableError
 from channels.outbox import write_atomic
 from channels.smtp_pool import REFUSED, SmtpPool
+from notifier.channel_registry import REGISTRY
 from notifier.logs import event
 from notifier.models import AnyNotice
 from notifier.render import Templates
@@ -214,14 +215,18 @@ def _retrieve(task: asyncio.Task[None]) -> None:
         task.exception()
 
 
-class EmailChannel(BaseChannel):
-    name: ClassVar[str] = "email"
-    audience = "subscribers"
-    batch_size: ClassVar[int] = 50
+class EmailContent(TypedDict):
+    subject: str
+    text: str
+    html: str
+
+
+class EmailChannel(BaseChannel[EmailContent]):
+    spec = REGISTRY["email"]
 
     def __init__(self, context: Context) -> None:
         super().__init__(context)
-        self.live = context.settings.live("email")
+        self.live = context.settings.live(self.name)
         self._pool = SmtpPool(context.settings, context.settings.smtp_pool) if self.live else None
         self._subscribers = SubscriberStore(context.redis, context.keys, context.settings)
         settings = context.settings
@@ -236,7 +241,7 @@ class EmailChannel(BaseChannel):
         self._skeletons: dict[tuple[str, str], Skeleton] = {}
 
     @staticmethod
-    def compose(templates: Templates, notice: AnyNotice, lang: str) -> dict[str, Any]:
+    def compose(templates: Templates, notice: AnyNotice, lang: str) -> EmailContent:
         public = templates.settings.public_url
         extra = {
             "unsubscribe_url": f"{public}/unsubscribe/{OWN_MARK}",
@@ -262,11 +267,11 @@ class EmailChannel(BaseChannel):
         if skeleton is None:
             if len(self._skeletons) >= 64:
                 self._skeletons.clear()
-            skeleton = self._skeletons[key] = self._build(batch.content)
+            skeleton = self._skeletons[key] = self._build(self.content_of(batch))
         date = format_datetime(datetime.now(self.context.settings.tz))
         return replace(skeleton, date=date.encode())
 
-    def _build(self, content: dict[str, Any]) -> Skeleton:
+    def _build(self, content: EmailContent) -> Skeleton:
         settings = self.context.settings
         msg = EmailMessage(policy=email.policy.SMTP)
         msg["From"] = self.sender

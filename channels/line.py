@@ -12,7 +12,7 @@ import json
 import logging
 import random
 import uuid
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import aiohttp
 from linebot.v3.messaging import (
@@ -34,6 +34,7 @@ from channels.base import (
     RetryableError,
 )
 from channels.outbox import write_json
+from notifier.channel_registry import REGISTRY
 from notifier.config import Settings
 from notifier.i18n import speaker
 from notifier.logs import event
@@ -221,15 +222,17 @@ def _json(message: Message) -> dict[str, Any]:
     return cached[1]
 
 
-class LineChannel(BaseChannel):
-    name: ClassVar[str] = "line"
-    audience = "subscribers"
-    batch_size: ClassVar[int] = 500
+class LineContent(TypedDict):
+    messages: list[dict[str, Any]]  # LINE's message objects, as the multicast takes them
+
+
+class LineChannel(BaseChannel[LineContent]):
+    spec = REGISTRY["line"]
 
     def __init__(self, context: Context) -> None:
         super().__init__(context)
         settings = context.settings
-        self.live = settings.live("line")
+        self.live = settings.live(self.name)
         self._client: AsyncApiClient | None = None
         self._models: dict[str, list[Message]] = {}
         self._api: AsyncMessagingApi | None = None
@@ -241,12 +244,12 @@ class LineChannel(BaseChannel):
             self._client, self._api = messaging_api(settings, pool)
 
     @staticmethod
-    def compose(templates: Templates, notice: AnyNotice, lang: str) -> dict[str, Any]:
+    def compose(templates: Templates, notice: AnyNotice, lang: str) -> LineContent:
         return {"messages": [flex_message(templates, notice, lang)]}
 
     def request_body(self, batch: Batch) -> dict[str, Any]:
         """The multicast request, exactly as LINE's API takes it."""
-        return {"to": batch.recipients.addresses, "messages": batch.content["messages"]}
+        return {"to": batch.recipients.addresses, "messages": self.content_of(batch)["messages"]}
 
     async def _send(self, batch: Batch) -> Outcome:
         if not batch.recipients:
@@ -287,7 +290,7 @@ class LineChannel(BaseChannel):
         if key not in self._models:
             if len(self._models) >= 64:
                 self._models.clear()
-            self._models[key] = [Message.from_dict(m) for m in batch.content["messages"]]
+            self._models[key] = [Message.from_dict(m) for m in self.content_of(batch)["messages"]]
         return self._models[key]
 
     async def _to_outbox(self, batch: Batch) -> Outcome:

@@ -11,22 +11,32 @@ import asyncio
 import logging
 import shlex
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TypedDict, cast
 
 import segno
 
 from channels.base import BaseChannel, Batch, Context, Outcome, log
 from channels.outbox import write_atomic
+from notifier.channel_registry import REGISTRY
 from notifier.logs import event
 from notifier.models import Alert, AnyNotice
 from notifier.pdf import PdfMaker, save
 from notifier.render import Templates
 
 
-class PrintChannel(BaseChannel):
-    name: ClassVar[str] = "print"
-    audience = "areas"
-    batch_size: ClassVar[int] = 1
+class Flyers(TypedDict):
+    flyers: dict[str, str]  # area code → the flyer's HTML
+
+
+class Entry(TypedDict):
+    html: str  # the digest entry
+    at: float  # when the notice took effect: the digest's order
+
+
+class PrintChannel(BaseChannel[Flyers | Entry]):
+    """An alert's flyers, or an announcement's digest entry (by the batch's kind)."""
+
+    spec = REGISTRY["print"]
 
     translated = False  # the entry prints the やさしい日本語 version under the original
 
@@ -34,7 +44,7 @@ class PrintChannel(BaseChannel):
         super().__init__(context)
         self.pdf = PdfMaker()
 
-    async def _flyers(self, batch: Batch) -> Outcome:
+    async def _flyers(self, batch: Batch, content: Flyers) -> Outcome:
         """An alert's flyer for each affected area (a page, in the largest type that fits
         it), handed to the printer when
         NOTIFIER_PRINT_COMMAND is set (a printer's failure is logged, never retried:
@@ -44,7 +54,7 @@ class PrintChannel(BaseChannel):
         printed: dict[str, int] = {}
         for area in batch.areas:
             path = folder / f"{batch.notice_id}-{area}.pdf"
-            await save(await self.pdf.fitted(batch.content["flyers"][area]), path)
+            await save(await self.pdf.fitted(content["flyers"][area]), path)
             if settings.print_command:
                 printed[area] = await _print(settings.print_command, path)
         failed = {a: code for a, code in printed.items() if code != 0}
@@ -61,7 +71,7 @@ class PrintChannel(BaseChannel):
         self.pdf.close()
 
     @staticmethod
-    def compose(templates: Templates, notice: AnyNotice, lang: str) -> dict[str, Any]:
+    def compose(templates: Templates, notice: AnyNotice, lang: str) -> Flyers | Entry:
         if isinstance(notice, Alert):
             # the notice's link, or else where a resident subscribes for the updates
             link = notice.url or f"{templates.settings.public_url}/subscribe"
@@ -87,16 +97,17 @@ class PrintChannel(BaseChannel):
         }
 
     async def _send(self, batch: Batch) -> Outcome:
-        if "flyers" in batch.content:
-            return await self._flyers(batch)
+        if batch.kind == "alert":
+            return await self._flyers(batch, cast("Flyers", batch.content))
+        entry = cast("Entry", batch.content)
         keys, redis = self.context.keys, self.context.redis
-        html = batch.content["html"].encode()
+        html = entry["html"].encode()
         for area in batch.areas:
             path = self.context.outbox(self.name) / area / f"{batch.notice_id}.html"
             await asyncio.to_thread(write_atomic, path, html)
         async with redis.pipeline(transaction=True) as pipe:
             for area in batch.areas:
-                pipe.zadd(keys.digest_pool(area), {batch.notice_id: batch.content["at"]})
+                pipe.zadd(keys.digest_pool(area), {batch.notice_id: entry["at"]})
             await pipe.execute()
         return Outcome(sent=len(batch.areas))
 

@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import aiohttp
 from redis.typing import EncodableT, FieldT
@@ -34,6 +34,7 @@ from channels.base import BaseChannel, Batch, Context, Outcome, PermanentError, 
 from channels.outbox import write_json
 from channels.x_session import x_session
 from channels.x_text import fits, mentions, same_post, thread, with_link
+from notifier.channel_registry import REGISTRY
 from notifier.logs import event
 from notifier.models import AnyNotice
 from notifier.render import Templates
@@ -103,16 +104,18 @@ def longest_thread(settings: Settings) -> int:
     return max(1, min(settings.x_max_posts, room(settings)))
 
 
-class XChannel(BaseChannel):
-    name: ClassVar[str] = "x"
-    audience = "public"
-    batch_size: ClassVar[int] = 1
+class XContent(TypedDict):
+    posts: list[str]  # one post, or a thread
+
+
+class XChannel(BaseChannel[XContent]):
+    spec = REGISTRY["x"]
     translated = False  # the ward's account posts in Japanese
 
     def __init__(self, context: Context) -> None:
         super().__init__(context)
         settings = context.settings
-        self.live = settings.live("x")
+        self.live = settings.live(self.name)
         self._scripts = Scripts(context.redis)  # x_reserve.lua, x_block.lua
         self._client: AsyncClient | None = None
         self._me: str | None = None
@@ -138,7 +141,7 @@ class XChannel(BaseChannel):
             self._client.session = x_session(settings.x_api_url, settings.x_timeout)
 
     @staticmethod
-    def compose(templates: Templates, notice: AnyNotice, lang: str) -> dict[str, Any]:
+    def compose(templates: Templates, notice: AnyNotice, lang: str) -> XContent:
         settings = templates.settings
 
         def render(body: str, link: bool = True) -> str:
@@ -176,7 +179,7 @@ class XChannel(BaseChannel):
         return {"posts": posts}
 
     async def _send(self, batch: Batch) -> Outcome:
-        posts: list[str] = batch.content["posts"]
+        posts = self.content_of(batch)["posts"]
         if self._client is None:
             path = self.context.outbox(self.name) / f"{batch.notice_id}.json"
             await asyncio.to_thread(write_json, path, request_bodies(posts, [None] * len(posts)))

@@ -142,19 +142,19 @@ def cmd_run(settings: Settings, args: argparse.Namespace, announce: str = "") ->
     import asyncio
     import signal
 
-    from notifier.config import CHANNELS
+    from notifier.channel_registry import names as channel_names
     from notifier.redis_client import survey, where
     from notifier.redis_server import HOW_TO_GET_REDIS
     from notifier.service import PARTS, CannotListen, Service
 
     chosen = getattr(args, "channels", None)
-    wanted = ",".join(CHANNELS) if chosen is None else chosen
+    wanted = ",".join(channel_names()) if chosen is None else chosen
     names = [c.strip() for c in wanted.split(",") if c]
-    unknown = [n for n in names if n not in CHANNELS]
+    unknown = [n for n in names if n not in channel_names()]
     if unknown:
         print(f"notifier: unknown channel(s) {', '.join(unknown)}", file=sys.stderr)
         return 2
-    live = [c for c in LIVE_CHANNELS if settings.live(c)]
+    live = [c for c in channel_names() if settings.live(c)]
     if live and settings.secret_key is None:
         print(
             f"notifier: {', '.join(live)} will hold residents' addresses: set "
@@ -272,33 +272,25 @@ def cmd_digest(settings: Settings, args: argparse.Namespace) -> int:
     return with_runtime(settings, job)
 
 
-LIVE_CHANNELS = ("line", "x", "email")  # channels that send for real when their credentials are set
-
-
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    from notifier.config import CHANNELS
+    from notifier.channel_registry import REGISTRY
     from notifier.redis_client import survey
 
     ok, found = survey(settings)
     for line in found:
         print(line)
     print(cli_settings.redis_line(settings))
-    for channel in CHANNELS:
+    for channel, spec in REGISTRY.items():
         missing = settings.missing_credentials(channel)
-        if channel == "print":
-            print(
-                f"print    PDFs to {settings.print_dir}; digest entries to "
-                f"{settings.outbox_dir / 'print'}"
-            )
+        if not spec.live:
+            print(f"{channel:<8} {spec.writes.format(settings=settings)}")
         elif missing:
             print(
                 f"{channel:<8} outbox mode, writing to {settings.outbox_dir / channel}"
                 f" (not set: {', '.join(missing)})"
             )
-        elif channel in LIVE_CHANNELS:
-            print(f"{channel:<8} live")
         else:
-            print(f"{channel:<8} credentials set; live sending is not built yet, so outbox mode")
+            print(f"{channel:<8} live")
     if settings.secret_key is None:
         print("secret   NOTIFIER_SECRET_KEY is not set: fine for a trial, set it in production")
     return 0 if ok else 1

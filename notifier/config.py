@@ -12,9 +12,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from notifier import channel_registry
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "notifier.toml"
-CHANNELS = ("line", "x", "email", "print")
 
 
 KANJI = re.compile(r"[\u3005\u4e00-\u9fff]")
@@ -211,7 +212,7 @@ class Settings(BaseSettings):
     alert_test_audience: list[str] = Field(default_factory=list)  # subscriber ids for drills
     cap_max_bytes: int = Field(64 * 1024, ge=1024)
     quiet_hours: str | None = Field("21:00-08:00", pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$")
-    quiet_channels: list[str] = Field(default_factory=lambda: ["line"])
+    quiet_channels: list[str] = Field(default_factory=channel_registry.quiet)
     breaker_failures: int = Field(5, ge=1)  # failed batches in a row that open a channel's circuit
     breaker_seconds: float = Field(30.0, gt=0)  # how long it stays open before a trial
 
@@ -247,9 +248,10 @@ class Settings(BaseSettings):
     @field_validator("quiet_channels")
     @classmethod
     def _known_channels(cls, value: list[str]) -> list[str]:
-        unknown = [c for c in value if c not in CHANNELS]
+        known = channel_registry.names()
+        unknown = [c for c in value if c not in known]
         if unknown:
-            raise ValueError(f"unknown channel {', '.join(unknown)}; known: {', '.join(CHANNELS)}")
+            raise ValueError(f"unknown channel {', '.join(unknown)}; known: {', '.join(known)}")
         return value
 
     @field_validator("redis_sentinels", mode="before")
@@ -306,17 +308,12 @@ class Settings(BaseSettings):
         return until if until > local else until + timedelta(days=1)
 
     def live(self, channel: str) -> bool:
-        """Whether a channel has the credentials to send for real (else: outbox mode)."""
-        return not self.missing_credentials(channel)
+        """Whether a channel sends for real: it is one that sends, and its credentials are
+        set (else: outbox mode)."""
+        return channel_registry.spec(channel).live and not self.missing_credentials(channel)
 
     def missing_credentials(self, channel: str) -> list[str]:
-        needed = {
-            "line": ["line_channel_access_token", "line_channel_secret"],
-            "x": ["x_consumer_key", "x_consumer_secret", "x_access_token", "x_access_token_secret"],
-            "email": ["smtp_host", "mail_from"],
-            "print": [],
-        }[channel]
-        return [f"NOTIFIER_{name.upper()}" for name in needed if getattr(self, name) is None]
+        return channel_registry.spec(channel).missing(self)
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:

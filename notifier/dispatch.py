@@ -28,8 +28,8 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, WatchError
 from redis.typing import EncodableT, FieldT
 
-from channels import BaseChannel, channel_class
-from notifier import json_input
+from channels import Channel, channel_class
+from notifier import channel_registry, json_input
 from notifier.config import Settings
 from notifier.cutting import Cutter, Share, plan
 from notifier.keys import ALL, LANES, Keys
@@ -54,7 +54,6 @@ log = logging.getLogger("notifier.dispatch")
 GROUP = "dispatch"
 FINISHED = (b"cancelled", b"done", b"failed")  # nothing for the dispatcher to do
 ID_NAMESPACE = uuid.UUID("6f1d3a52-4d0e-4a55-9d3c-2f7a0c0b7e11")
-CHANNEL_TEMPLATES = ("line", "x", "email", "print")  # what the channels compose from
 
 
 @dataclass
@@ -70,7 +69,7 @@ class Prepared:
 
 
 def render_groups(
-    cls: type[BaseChannel], notice: AnyNotice, languages: list[str]
+    cls: type[Channel], notice: AnyNotice, languages: list[str]
 ) -> dict[str, list[str]]:
     """The languages a channel renders the notice in, each with the readers' languages it
     serves (a language without a translation is served in Japanese)."""
@@ -103,7 +102,7 @@ class Dispatcher:
         self.metrics = metrics
         self.consumer = consumer_name()
         self.cutter = Cutter(redis, keys)
-        templates.load(*CHANNEL_TEMPLATES)  # at start-up, not when an alert is waiting
+        templates.load(*channel_registry.names())  # at start-up, not when an alert is waiting
 
     async def run(self, stop: asyncio.Event) -> None:
         """Read both intake streams at once: an alert never waits while a routine
@@ -323,10 +322,6 @@ class Dispatcher:
             if on_channel[i] is not None and (not areas or any(a[i] is not None for a in in_areas))
         )
 
-    def _batch_size(self, cls: type[BaseChannel]) -> int:
-        sizes = {"line": self.settings.line_batch_size, "email": self.settings.email_batch_size}
-        return sizes.get(cls.name, cls.batch_size)
-
     def _ack(self, pipe: Pipeline, entry: tuple[str, str]) -> None:
         stream, entry_id = entry
         pipe.xack(stream, GROUP, entry_id)
@@ -343,7 +338,7 @@ class Dispatcher:
             rendered = {lang: cls.compose(self.templates, notice, lang) for lang in sorted(groups)}
             p = Prepared(name, rendered)
             drill = isinstance(notice, Alert) and notice.drill
-            if cls.audience == "subscribers":
+            if cls.spec.cut:
                 every_topic = set(notice.topics) >= set(self.settings.ward.topic_codes)
                 # alerts ignore topic choices; a notice on every topic needs no topic filter
                 topics = None if isinstance(notice, Alert) or every_topic else notice.topics
@@ -357,7 +352,7 @@ class Dispatcher:
                     topics,
                     self.keys.drill_audience(notice.id) if drill else None,
                     self.keys.delivery(name, lane(notice.kind)),
-                    self._batch_size(cls),
+                    cls.spec.batch(self.settings),
                 )
                 if drill:
                     p.audience = await self._drill_audience(name, notice.areas)
@@ -365,7 +360,7 @@ class Dispatcher:
                     p.audience = await self.subscribers.audience_count(
                         name, notice.areas, topics, languages
                     )
-            elif drill and cls.audience == "public":
+            elif not cls.spec.reaches(drill):
                 pass  # a drill is never posted for everyone to see
             else:
                 areas = notice.areas or self.settings.ward.area_codes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
@@ -21,14 +21,15 @@ from pydantic import (
     model_validator,
 )
 
-from notifier import text
-from notifier.config import CHANNELS, Ward, check_readings
+from notifier import channel_registry, text
+from notifier.config import Ward, check_readings
 from notifier.hazards import Hazard
 from notifier.levels import severity_of
 
-Channel = Literal["line", "x", "email", "print"]
+Channel = Annotated[str, AfterValidator(channel_registry.check)]  # a name REGISTRY knows
 NOTICE_ID = r"^[A-Za-z0-9_-]{1,64}$"
 LINE_USER_ID = re.compile(r"^U[0-9a-f]{32}$")
+PHONE = re.compile(r"^\+[1-9][0-9]{7,14}$")  # E.164: +81312345678
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
 
 
@@ -76,8 +77,14 @@ def _check_codes(values: list[str], known: list[str], what: str) -> list[str]:
     return list(dict.fromkeys(values))  # keep order, drop repeats
 
 
-def _all_channels() -> list[Channel]:
-    return cast("list[Channel]", list(CHANNELS))  # CHANNELS holds exactly these names
+def _all_channels() -> list[str]:
+    return list(channel_registry.names())
+
+
+def _subscribed(value: str) -> str:
+    if value not in channel_registry.subscribed():
+        raise ValueError(f"must be one of {', '.join(channel_registry.subscribed())}")
+    return value
 
 
 def _areas(value: list[str], info: ValidationInfo) -> list[str]:
@@ -239,11 +246,12 @@ def parse_notice(data: dict[str, Any], context: dict[str, Any]) -> AnyNotice:
 
 
 class Subscriber(BaseModel):
-    """A resident on one channel. ``address``: LINE user id, email address or postal address."""
+    """A resident on one channel. ``address``: what the channel reaches them at (its
+    ``ChannelSpec.address``: a LINE user id, an email or postal address, a phone number)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    channel: Literal["line", "email", "print"]
+    channel: Annotated[str, AfterValidator(_subscribed)]
     address: str = Field(min_length=1, max_length=300)
     name: str = Field(default="", max_length=100)
     areas: AreaCodes = Field(default_factory=list)
@@ -267,10 +275,13 @@ class Subscriber(BaseModel):
     @classmethod
     def _address(cls, value: str, info: ValidationInfo) -> str:
         """Checked as its channel needs (the channel comes first, so it is known here)."""
-        channel = info.data.get("channel")
-        if channel == "line" and not LINE_USER_ID.match(value):
+        channel = channel_registry.REGISTRY.get(info.data.get("channel", ""))
+        address = channel.address if channel else None
+        if address == "line_user_id" and not LINE_USER_ID.match(value):
             raise ValueError("a LINE user id is U followed by 32 hex digits")
-        if channel == "email":
+        if address == "phone" and not PHONE.match(value):
+            raise ValueError("a phone number is written +81 and the number without its 0")
+        if address == "email":
             try:
                 return str(validate_email(value, check_deliverability=False).normalized)
             except EmailNotValidError as e:
@@ -279,7 +290,7 @@ class Subscriber(BaseModel):
 
     @model_validator(mode="after")
     def _name(self) -> Subscriber:
-        if self.channel == "print" and not self.name:
+        if channel_registry.spec(self.channel).address == "postal" and not self.name:
             raise ValueError("name: a resident who receives print needs a name for the envelope")
         return self
 

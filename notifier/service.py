@@ -17,7 +17,8 @@ from aiohttp import web
 
 import channels
 from channels.base import Context
-from notifier.config import CHANNELS, Settings
+from notifier import channel_registry
+from notifier.config import Settings
 from notifier.digest import DigestBuilder, build_due
 from notifier.dispatch import Dispatcher
 from notifier.logs import event
@@ -50,12 +51,14 @@ class Service:
         self,
         settings: Settings,
         parts: Iterable[str] = PARTS,
-        channel_names: Iterable[str] = CHANNELS,
+        channel_names: Iterable[str] | None = None,
         grace: float = 10.0,
     ) -> None:
         self.settings = settings
         self.parts = set(parts)
-        self.channel_names = list(channel_names)
+        self.channel_names = list(
+            channel_registry.names() if channel_names is None else channel_names
+        )
         self.grace = grace
         self.runtime = Runtime.open(settings)
         self._stop = asyncio.Event()

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from notifier.config import CHANNELS
+from notifier import channel_registry
 from notifier.keys import Keys
 from notifier.states import Scripts
 from notifier.streams import as_text
@@ -96,7 +96,7 @@ class NoticeStore:
         return result.decode() if isinstance(result, bytes) else str(result)
 
     async def get(self, notice_id: str) -> dict[str, Any] | None:
-        names = list(CHANNELS)
+        names = list(channel_registry.names())
         async with self.redis.pipeline(transaction=False) as pipe:  # one round trip
             pipe.hgetall(self.keys.notice(notice_id))
             pipe.hgetall(self.keys.progress(notice_id))
@@ -112,7 +112,7 @@ class NoticeStore:
 
     async def paused(self) -> dict[str, str]:
         """Channels that hold their batches for now, with the reason."""
-        names = list(CHANNELS)
+        names = list(channel_registry.names())
         return _paused(names, await self.redis.mget([self.keys.paused(n) for n in names]))
 
     async def list(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
+from notifier import channel_registry
 from notifier.config import Settings
 from notifier.crypto import Sealer
 from notifier.keys import ALL, Keys
@@ -28,7 +29,6 @@ from notifier.states import Scripts
 from notifier.streams import as_text
 
 CSV_HEADER = ["channel", "address", "name", "areas", "topics", "language"]
-SUBSCRIBED = ("line", "email", "print")  # the channels residents subscribe to, one by one
 
 
 class ImportRefused(ValueError):
@@ -64,7 +64,8 @@ class SubscriberStore:
     def lookup_hash(self, channel: str, address: str, key: int = 0) -> str:
         """A keyed hash of the address: finds a subscriber without storing the address as a
         key. ``key`` 1 is the previous NOTIFIER_SECRET_KEY's, during a rotation."""
-        normal = address.strip().lower() if channel == "email" else address.strip()
+        email = channel_registry.REGISTRY[channel].address == "email"
+        normal = address.strip().lower() if email else address.strip()
         return hmac.new(
             self._lookup_keys[key], f"{channel}:{normal}".encode(), hashlib.sha256
         ).hexdigest()
@@ -343,11 +344,15 @@ class SubscriberStore:
         """Every key of the subscriber index."""
         k, ward = self.keys, self.settings.ward
         return [
-            *(k.by_channel(c) for c in SUBSCRIBED),
+            *(k.by_channel(c) for c in channel_registry.subscribed()),
             *(k.by_area(a) for a in [*ward.area_codes, ALL]),
             *(k.by_topic(t) for t in [*ward.topic_codes, ALL]),
             *(k.by_language(lang) for lang in ward.language_codes),
-            *(k.by_channel_language(c, lang) for c in SUBSCRIBED for lang in ward.language_codes),
+            *(
+                k.by_channel_language(c, lang)
+                for c in channel_registry.subscribed()
+                for lang in ward.language_codes
+            ),
         ]
 
     async def upgrade_index(self) -> int:
@@ -370,7 +375,7 @@ class SubscriberStore:
             await self.recount()
         if not await self.redis.exists(k.reach_built):
             async with self.redis.pipeline(transaction=True) as pipe:  # all of them at once
-                for channel in SUBSCRIBED:
+                for channel in channel_registry.subscribed():
                     for lang in self.settings.ward.language_codes:
                         pipe.zinterstore(
                             k.by_channel_language(channel, lang),
@@ -448,7 +453,7 @@ class SubscriberStore:
         """How many subscribers each channel, area, topic and language has (no one's data)."""
         ward = self.settings.ward
         groups = {
-            "channel": [(c, self.keys.by_channel(c)) for c in SUBSCRIBED],
+            "channel": [(c, self.keys.by_channel(c)) for c in channel_registry.subscribed()],
             "area": [(a, self.keys.by_area(a)) for a in [*ward.area_codes, ALL]],
             "topic": [(t, self.keys.by_topic(t)) for t in [*ward.topic_codes, ALL]],
             "language": [(lang, self.keys.by_language(lang)) for lang in ward.language_codes],

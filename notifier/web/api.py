@@ -10,7 +10,7 @@ from typing import cast
 from aiohttp import web
 from pydantic import ValidationError
 
-from notifier import intake
+from notifier import channel_registry, intake
 from notifier.logs import event, mask
 from notifier.models import Invalid, field_errors
 from notifier.store import STATUSES
@@ -117,7 +117,10 @@ async def post_subscriber(request: web.Request) -> web.Response:
     store = request.app[RUNTIME].subscribers
     if not isinstance(data, dict):
         raise ApiError(400, "invalid", "the body must be a JSON object")
-    if data.get("channel") != "print":  # staff register offline residents; the rest is admin's
+    spec = channel_registry.REGISTRY.get(str(data.get("channel")))
+    if (
+        not spec or spec.address != "postal"
+    ):  # staff register residents by post; the rest is admin's
         await permit(request, token, "admin", "subscriber.save")
     try:
         subscriber = store.validate(data)

@@ -13,11 +13,10 @@ from typing import Any
 
 from aiohttp import web
 
-from channels import REGISTRY
+from channels import channel_class
 from channels.email import OWN_MARK
 from channels.x_text import LIMIT, weight
-from notifier import intake
-from notifier.config import CHANNELS
+from notifier import channel_registry, intake
 from notifier.i18n import HTML_LANG
 from notifier.logs import event
 from notifier.models import Invalid
@@ -172,7 +171,7 @@ async def cancel(request: web.Request) -> web.Response:
 
 async def compose_form(request: web.Request) -> web.Response:
     session = await need(request, "staff")
-    values = {"channels": list(CHANNELS), "topics": [], "areas": []}
+    values = {"channels": list(channel_registry.names()), "topics": [], "areas": []}
     return page(request, "compose.html", session, values=values, errors={})
 
 
@@ -204,10 +203,10 @@ async def preview(request: web.Request) -> web.Response:
             {"errors": forms.japanese(e.fields, runtime.settings, forms.COMPOSE), "html": ""}
         )
     templates = runtime.templates
-    shown = {c: REGISTRY[c].compose(templates, notice, "ja") for c in notice.channels}
+    shown = {c: channel_class(c).compose(templates, notice, "ja") for c in notice.channels}
     # LINE: each language's bubble the notice has, as each reader will get it
     bubbles = {
-        lang: REGISTRY["line"].compose(templates, notice, lang)
+        lang: channel_class("line").compose(templates, notice, lang)
         for lang in notice.translations
         if "line" in notice.channels
     }

@@ -10,8 +10,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from channels import REGISTRY
 from notifier.alerts import AlertRefused, follow, validate
+from notifier.channel_registry import REGISTRY
 from notifier.logs import event
 from notifier.models import Alert, Invalid, field_errors
 from notifier.web import forms
@@ -103,13 +103,15 @@ async def confirm(request: web.Request) -> web.Response:
     store, settings = runtime.subscribers, runtime.settings
     audience: dict[str, str] = {}
     for channel in alert.channels:  # by the channel's kind of audience, as dispatch goes
-        kind = REGISTRY[channel].audience
+        spec = REGISTRY[channel]
+        kind = spec.audience
+        if not spec.reaches(alert.drill):  # a drill is never posted for everyone to see
+            continue
         if kind == "areas":
             areas = len(alert.areas) or len(settings.ward.areas)
             audience[channel] = f"掲示用チラシ {areas}地域"
         elif kind == "public":
-            if not alert.drill:  # a drill is never posted for everyone to see
-                audience[channel] = "公開の投稿（フォロワー全員）"
+            audience[channel] = "公開の投稿（フォロワー全員）"
         elif alert.drill:  # drills reach the test audience only
             audience[channel] = f"訓練の送り先 {len(settings.alert_test_audience):,}人"
         else:

@@ -7,7 +7,8 @@ from typing import Any
 
 from multidict import MultiMapping
 
-from notifier.config import CHANNELS, Settings
+from notifier import channel_registry
+from notifier.config import Settings
 
 # one message a field, beside the field, naming it as the form's label does ({}); the
 # API's English messages stay in the API
@@ -89,7 +90,7 @@ def announcement(form: MultiMapping[Any], settings: Settings) -> dict[str, Any]:
         "body": form_body(form),
         "topics": chosen(form, "topics"),
         "areas": chosen(form, "areas"),
-        "channels": chosen(form, "channels") or list(CHANNELS),
+        "channels": chosen(form, "channels") or list(channel_registry.names()),
     }
     if text(form, "url"):
         data["url"] = text(form, "url")

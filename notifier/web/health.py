@@ -8,7 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from channels import REGISTRY
+from notifier.channel_registry import REGISTRY
 from notifier.keys import LANES
 from notifier.runtime import Runtime
 from notifier.streams import as_text

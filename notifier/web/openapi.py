@@ -9,8 +9,9 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from notifier import text
-from notifier.config import CHANNELS, KANA, KANJI, Settings
+from notifier import channel_registry, text
+from notifier.config import KANA, KANJI, Settings
+from notifier.hazards import HAZARDS
 from notifier.models import LINE_USER_ID, NOTICE_ID
 from notifier.store import STATUSES
 from notifier.web.http import RUNTIME
@@ -531,7 +532,7 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
         "additionalProperties": False,
         "description": "The notice in the ward's other languages (Japanese is the default).",
     }
-    channels = _codes(list(CHANNELS), minItems=1, description="Default: all four.")
+    channels = _codes(list(channel_registry.names()), minItems=1, description="Default: all four.")
     readings = {
         "type": "object",
         "maxProperties": 50,
@@ -566,19 +567,47 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
     )
     new_announcement["description"] = TRIMMED
     severity = {"type": "string", "enum": ["advisory", "warning", "emergency"]}
-    channel = {"enum": ["line", "email", "print"]}
+    channel = {"enum": list(channel_registry.subscribed())}
     new_alert = _object(
         {
             **notice_fields,
-            "severity": severity,
+            "severity": {
+                **severity,
+                "description": "Left out: the level's (5 and 4 emergency, 3 warning, 2 and 1"
+                " advisory).",
+            },
+            "level": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 5,
+                "description": "警戒レベル: 5 緊急安全確保, 4 避難指示, 3 高齢者等避難 (the ward's"
+                " evacuation information); 2 and 1 the JMA's, sent as information. Every"
+                " channel opens with it: 【警戒レベル4】避難指示.",
+            },
+            "hazard": {
+                "enum": list(HAZARDS),
+                "description": "What the alert is for: it lists the open shelters of its areas"
+                " designated for that hazard.",
+            },
             "supersedes": {
                 "type": "string",
                 "pattern": NOTICE_ID,
                 "description": "The id of an active alert this one updates (更新).",
             },
         },
-        optional=("areas", "channels", "url", "translations", "readings", "supersedes"),
+        optional=(
+            "areas",
+            "channels",
+            "url",
+            "translations",
+            "readings",
+            "supersedes",
+            "severity",
+            "level",
+            "hazard",
+        ),
     )
+    new_alert["anyOf"] = [{"required": ["severity"]}, {"required": ["level"]}]
     new_alert["description"] = TRIMMED
     progress = _object(
         {
@@ -793,7 +822,7 @@ def _view(alert: bool = False) -> Schema:
         "notice": _schema("Notice"),
         "progress": {
             "type": "object",
-            "propertyNames": {"enum": list(CHANNELS)},
+            "propertyNames": {"enum": list(channel_registry.names())},
             "additionalProperties": _schema("Progress"),
         },
         "error": {**_STRING, "description": "Why it failed, when it did."},

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from notifier.config import CHANNELS
+from notifier import channel_registry
 from notifier.web.guard import audit
 from notifier.web.http import RUNTIME, Refused, read_form
 from notifier.web.session import Session, csrf_ok, current
@@ -30,7 +30,7 @@ def page(
         csrf=session.csrf if session else "",
         role_names=ROLE_NAMES,
         path=request.path,
-        channels=CHANNELS,
+        channels=channel_registry.names(),
         **values,
     )
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")

@@ -35,7 +35,7 @@ async def nothing_queued(runtime: Runtime) -> bool:
         ({"topics": []}, "topics", "at least 1"),
         ({"topics": ["weather"]}, "topics", "unknown topic 'weather'"),
         ({"areas": ["shibuya"]}, "areas", "unknown area 'shibuya'"),
-        ({"channels": ["fax"]}, "channels", "'line', 'x', 'email' or 'print'"),
+        ({"channels": ["fax"]}, "channels", "must be one of line, x, email, print"),
         ({"channels": []}, "channels", "at least 1"),
         ({"url": "http://www.city.nerima.tokyo.jp/"}, "url", "https://"),
         ({"url": "javascript:alert(1)"}, "url", "https://"),
