@@ -40,7 +40,7 @@ from notifier.i18n import speaker
 from notifier.logs import event
 from notifier.models import AnyNotice
 from notifier.ratelimit import RateLimiter
-from notifier.render import Templates, alert_marks, bracketed
+from notifier.render import Templates, prefix
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -81,7 +81,7 @@ def retry_key(notice_id: str, channel: str, number: int) -> str:
 def flex_message(templates: Templates, notice: AnyNotice, lang: str) -> dict[str, Any]:
     """The Flex bubble within LINE's limits: a body too long is cut, the link kept."""
     title, body = notice.title_in(lang), notice.body_in(lang)
-    marks = bracketed(alert_marks(notice, lang), lang)  # the phone's notification shows it
+    marks = prefix(notice, lang)  # the phone's notification shows it
     alt_text = fit_text(f"{marks}{title}\n{body}", ALT_TEXT_LIMIT, "")
     say = speaker(lang)
     more = "\n" + say("（続きはリンク先へ）") if notice.url else ""

@@ -31,7 +31,7 @@ from notifier.store import IDEMPOTENCY_TTL
 from notifier.streams import as_text
 
 # fields the service sets, never the caller
-ASSIGNED = ("id", "received_at", "type", "references", "drill", "kind")
+ASSIGNED = ("id", "received_at", "type", "references", "drill", "kind", "history")
 
 
 class AlertRefused(Exception):
@@ -240,10 +240,16 @@ class AlertDesk:
 
 def follow(previous: Alert, alert: Alert) -> None:
     """Make an update (or all-clear) reach everyone ``previous`` reached, and its own areas
-    too (the whole ward if either is); a drill's update is a drill."""
+    too (the whole ward if either is); a drill's update is a drill. It keeps the levels
+    the alerts before it had (警戒レベル3 → 4 → 解除), and an update that names no level
+    keeps the one it follows."""
     both = [*previous.areas, *alert.areas] if previous.areas and alert.areas else []
     alert.areas = list(dict.fromkeys(both))
     alert.drill = alert.drill or previous.drill
+    alert.history = [*previous.history, previous.level] if previous.level else previous.history
+    if alert.type == "update" and alert.level is None:
+        alert.level = previous.level
+    alert.hazard = alert.hazard or previous.hazard
 
 
 def _all_clear_text(previous: Alert) -> str:

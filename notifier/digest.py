@@ -26,7 +26,7 @@ from notifier.keys import Keys
 from notifier.logs import event
 from notifier.models import Alert, parse_notice
 from notifier.pdf import PdfMaker, save
-from notifier.render import alert_marks, bracketed
+from notifier.render import prefix as alert_prefix
 from notifier.runtime import Runtime
 
 log = logging.getLogger("notifier.digest")
@@ -209,7 +209,7 @@ class DigestBuilder:
             if not isinstance(alert, Alert) or alert.drill:
                 continue
             view = {
-                "marks": bracketed(alert_marks(alert, "ja"), "ja"),
+                "marks": alert_prefix(alert, "ja"),
                 "title": alert.title,
                 "body": alert.body,
                 "issued": alert.effective_at.astimezone(self.settings.tz),

@@ -25,6 +25,7 @@ KEYWORDS = {"_": None, "say": None, "N_": None}  # the calls that say a message,
 # the files that say them (from the project's root), and how Babel reads each
 SAID_IN = {
     "notifier/render.py": "python",
+    "notifier/levels.py": "python",
     "notifier/line_chat.py": "python",
     "channels/line.py": "python",
     "templates/line/announcement.json": "jinja2.ext:babel_extract",

@@ -206,6 +206,7 @@ class Alert(Notice):
     severity: Severity  # when left out, the level's (notifier/levels.severity_of)
     level: int | None = Field(default=None, ge=1, le=5)  # 警戒レベル (notifier/levels.py)
     hazard: Hazard | None = None  # what it is for: the shelters it lists are designated so
+    history: list[int] = Field(default_factory=list)  # the levels of the alerts it follows
     supersedes: str | None = Field(default=None, pattern=NOTICE_ID)
     type: AlertType = "alert"
     references: str | None = Field(default=None, pattern=NOTICE_ID)

@@ -12,6 +12,7 @@ from markupsafe import Markup, escape
 
 from notifier.config import PROJECT_ROOT, Settings
 from notifier.i18n import HTML_LANG, N_, joined, speaker
+from notifier.levels import LEVELS
 from notifier.models import Alert, AnyNotice
 from notifier.when import local_time
 
@@ -30,17 +31,55 @@ SEVERITY_COLOURS = {"advisory": "#7a5c00", "warning": "#b34700", "emergency": "#
 ALL_CLEAR_COLOUR = "#1e6b32"
 
 
+LEVEL_LABEL = N_("警戒レベル{number}")
+
+
+def level_label(number: int, lang: str) -> str:
+    """警戒レベル4, Level 4 …: the level as its mark says it."""
+    return speaker(lang)(LEVEL_LABEL).format(number=number)
+
+
 def alert_marks(notice: AnyNotice, lang: str) -> list[str]:
-    """What an alert says before its title: drill, then the severity (and update), or the
-    all-clear — ['訓練', '緊急', '更新']. Nothing for an announcement."""
+    """What an alert says before its title: drill, then its 警戒レベル or else its
+    severity (and update), or the all-clear — ['訓練', '警戒レベル4', '更新']. Nothing for
+    an announcement."""
     if not isinstance(notice, Alert):
         return []
     say = speaker(lang)
     marks = [say(MARKS["drill"])] if notice.drill else []
     if notice.type == "cancel":
         return [*marks, say(MARKS["cancel"])]
-    marks.append(say(MARKS[notice.severity]))
+    if notice.level:
+        marks.append(level_label(notice.level, lang))
+    else:
+        marks.append(say(MARKS[notice.severity]))
     return [*marks, say(MARKS["update"])] if notice.type == "update" else marks
+
+
+def prefix(notice: AnyNotice, lang: str) -> str:
+    """The marks as every channel writes them before the title: 【訓練】【緊急】【更新】, and
+    for a 警戒レベル the level's standard name after its mark: 【警戒レベル4】避難指示."""
+    marks = alert_marks(notice, lang)
+    if not isinstance(notice, Alert) or not notice.level or notice.type == "cancel":
+        return bracketed(marks, lang)
+    at = marks.index(level_label(notice.level, lang)) + 1
+    name = speaker(lang)(LEVELS[notice.level].name)
+    gap = " " if lang in SQUARE else ""
+    return bracketed(marks[:at], lang).rstrip() + gap + name + gap + bracketed(marks[at:], lang)
+
+
+def level_history(notice: AnyNotice, lang: str) -> str | None:
+    """How the levels went, for an update or all-clear that follows one with a level:
+    警戒レベル3 → 警戒レベル4 → 解除."""
+    if not isinstance(notice, Alert) or not notice.history:
+        return None
+    steps = [level_label(n, lang) for n in notice.history]
+    if notice.type == "cancel":
+        steps.append(speaker(lang)(MARKS["cancel"]))
+    elif notice.level:
+        steps.append(level_label(notice.level, lang))
+    steps = [s for i, s in enumerate(steps) if i == 0 or s != steps[i - 1]]
+    return " → ".join(steps) if len(steps) > 1 else None
 
 
 def bracketed(marks: list[str], lang: str) -> str:
@@ -152,17 +191,33 @@ class Templates:
     def _alert(notice: AnyNotice, lang: str) -> dict[str, Any] | None:
         if not isinstance(notice, Alert):
             return None
-        marks = alert_marks(notice, lang)
+        say = speaker(lang)
+        level = LEVELS[notice.level] if notice.level and notice.type != "cancel" else None
+        colour = SEVERITY_COLOURS[notice.severity]
         return {
             "severity": notice.severity,
             "type": notice.type,
             "drill": notice.drill,
-            "marks": marks,
-            "prefix": bracketed(marks, lang),
-            "severity_label": speaker(lang)(MARKS[notice.severity]),
+            "marks": alert_marks(notice, lang),
+            "prefix": prefix(notice, lang),
+            "severity_label": say(MARKS[notice.severity]),
+            "level": {
+                "number": level.number,
+                "label": level_label(level.number, lang),
+                "name": say(level.name),
+                "action": say(level.action),
+                "colour": level.colour,
+                "ink": level.ink,
+            }
+            if level
+            else None,
+            "history": level_history(notice, lang),
             "colour": ALL_CLEAR_COLOUR
             if notice.type == "cancel"
-            else SEVERITY_COLOURS[notice.severity],
+            else level.colour
+            if level
+            else colour,
+            "ink": level.ink if level else "#ffffff",
         }
 
     def page(self, name: str, **values: Any) -> str:
