@@ -525,7 +525,7 @@ def seconds(value: float | None) -> str:
 
 
 def targets(figures: dict[str, Any]) -> list[tuple[str, bool]]:
-    """The issue's targets (benchmarks, not tests): each one's label and whether it was met."""
+    """The targets (benchmarks, not tests): each one's label and whether it was met."""
     found = [
         (
             f"multicasts ≥ {0.95 * LINE_LIMIT:.0f}/s (95 % of LINE's {LINE_LIMIT})",

@@ -120,8 +120,9 @@ class Service:
 
             self._scheduler = Scheduler(self.settings, rt.redis, rt.keys, digest=digest)
             self._scheduler.start()
-        # what start-up made (modules, models, templates) lives as long as the service: a
-        # full collection need not walk it again (a LINE worker's ran 0.1-0.2 s each)
+        # what start-up made (modules, models, templates) lives as long as the service:
+        # frozen, it is left out of every full collection, which then walks only what
+        # delivery makes and holds a worker's loop up for less
         gc.freeze()
         event(
             log,

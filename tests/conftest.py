@@ -17,6 +17,7 @@ import pytest
 import redis
 from redis.exceptions import RedisError
 
+from notifier import intake
 from notifier.config import Settings, load_settings
 from notifier.runtime import Runtime
 from notifier.service import Service
@@ -160,6 +161,36 @@ def announcement(**fields: Any) -> dict[str, Any]:
     }
     body.update(fields)
     return body
+
+
+async def enqueued(runtime: Runtime, settings: Settings | None = None, **fields: Any) -> str:
+    """``announcement(**fields)`` checked as intake checks it (for ``settings``' ward, the
+    runtime's without) and put on the intake stream, as another system queues one; its id."""
+    notice = intake.validate(announcement(**fields), settings or runtime.settings)
+    await intake.enqueue(runtime.notices, notice)
+    assert notice.id is not None
+    return notice.id
+
+
+async def whole_ward_notice(runtime: Runtime, settings: Settings, channel: str) -> str:
+    """An announcement on ``channel`` alone for everyone in the ward, queued; its id."""
+    return await enqueued(runtime, settings, channels=[channel], areas=[])
+
+
+def channel_progress(
+    audience: int, *, sent: int | None = None, failed: int = 0, pending: int = 0
+) -> dict[str, int]:
+    """A channel's progress in a notice's view once all ``audience`` were cut into
+    batches: every one sent, unless ``sent``, ``failed`` or ``pending`` says otherwise."""
+    if sent is None:
+        sent = audience - failed - pending
+    return {
+        "audience": audience,
+        "recipients": audience,
+        "sent": sent,
+        "failed": failed,
+        "pending": pending,
+    }
 
 
 LINE_TOKEN = "test-channel-token"

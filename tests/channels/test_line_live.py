@@ -15,15 +15,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from notifier import intake
 from notifier.config import Settings
 from notifier.runtime import Runtime
 from notifier.service import Service
 from notifier.worker import GROUP
 from tests.conftest import (
     Api,
-    announcement,
+    channel_progress,
     delivering,
+    enqueued,
     finished,
     kill_worker_once,
     line_settings,
@@ -43,10 +43,7 @@ async def subscribe(runtime: Runtime, users: list[str], **choices: Any) -> None:
 
 
 async def post(runtime: Runtime, **fields: Any) -> str:
-    notice = intake.validate(announcement(channels=["line"], **fields), runtime.settings)
-    await intake.enqueue(runtime.notices, notice)
-    assert notice.id is not None
-    return notice.id
+    return await enqueued(runtime, channels=["line"], **fields)
 
 
 def received(fake: FakeLine) -> Counter[str]:
@@ -82,13 +79,7 @@ async def test_each_resident_gets_the_notice_once_in_their_language(
         translations={"en": {"title": "Bulky waste days change", "body": "From December."}},
     )
     result = await finished(runtime, notice_id)
-    assert result["progress"]["line"] == {
-        "audience": 2,
-        "recipients": 2,
-        "sent": 2,
-        "failed": 0,
-        "pending": 0,
-    }
+    assert result["progress"]["line"] == channel_progress(2)
     assert received(fake_line) == Counter({nerima: 1, oizumi_en: 1})
     (japanese,) = fake_line.messages_for(nerima)
     (english,) = fake_line.messages_for(oizumi_en)
@@ -107,13 +98,7 @@ async def test_exactly_once_through_5xx_timeouts_and_429s(
     fake_line.fail(500, "timeout", 429, 503, "timeout", 502)
     notice_id = await post(runtime, areas=[])
     result = await finished(runtime, notice_id)
-    assert result["progress"]["line"] == {
-        "audience": 5,
-        "recipients": 5,
-        "sent": 5,
-        "failed": 0,
-        "pending": 0,
-    }
+    assert result["progress"]["line"] == channel_progress(5)
     assert received(fake_line) == Counter(dict.fromkeys(USERS, 1))
     statuses = Counter(status for path, status in fake_line.responses if "multicast" in path)
     assert statuses[409] >= 1  # a retry of a batch LINE had taken was answered "already accepted"
@@ -187,13 +172,7 @@ async def test_a_worker_killed_mid_fan_out_and_restarted_delivers_each_user_once
     await kill_worker_once("line", env, lambda: _count(fake_line.multicasts, 2))
     assert int((await runtime.redis.xpending(stream, GROUP))["pending"]) == 2
     result = await take_over(settings, "line", runtime, notice_id)
-    assert result["progress"]["line"] == {
-        "audience": 10,
-        "recipients": 10,
-        "sent": 10,
-        "failed": 0,
-        "pending": 0,
-    }
+    assert result["progress"]["line"] == channel_progress(10)
     assert received(fake_line) == Counter(dict.fromkeys(users, 1))
     statuses = Counter(status for path, status in fake_line.responses if "multicast" in path)
     assert statuses[409] == 2

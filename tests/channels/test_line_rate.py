@@ -9,9 +9,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from notifier import intake
 from notifier.runtime import Runtime
-from tests.conftest import LINE_TOKEN, announcement, delivering, finished, line_settings
+from tests.conftest import LINE_TOKEN, delivering, finished, line_settings, whole_ward_notice
 from tests.fake_line import LINE_LIMITS, FakeLine
 from tests.notifier.test_redis_restart import residents
 
@@ -28,10 +27,8 @@ async def fan_out(
     values = {"line_batch_size": 5, "worker_concurrency": 16, **overrides}
     settings = line_settings(tmp_path, prefix, fake.url, **values)
     async with delivering(settings, "line") as service:
-        notice = intake.validate(announcement(channels=["line"], areas=[]), settings)
-        await intake.enqueue(runtime.notices, notice)
-        assert notice.id is not None
-        result = await finished(runtime, notice.id, timeout=60)
+        notice_id = await whole_ward_notice(runtime, settings, "line")
+        result = await finished(runtime, notice_id, timeout=60)
         refused = service.runtime.metrics.line_refused.labels("multicast", "rate")._value.get()
         result["refused_seen"] = refused
     return result

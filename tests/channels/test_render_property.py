@@ -450,9 +450,10 @@ def mailed(mail: EmailChannel, content: dict[str, Any]) -> EmailMessage:
 def test_a_line_break_in_a_title_lost_every_email_of_its_notice(
     runtime: Runtime, mail: EmailChannel
 ) -> None:
-    """The email package refuses such a Subject, so each batch failed until it gave up.
-    Intake refuses the title now; a batch rendered before the rule still goes out, its
-    Subject on one line and no header made of it."""
+    """The email package refuses a Subject with a line break, so a batch with one could
+    never be sent. Intake refuses such a title; a batch that still carries one (rendered
+    from a notice stored before intake checked titles) goes out all the same, its Subject
+    on one line and no header made of it."""
     with pytest.raises(ValueError, match="linefeed or carriage return"):
         EmailMessage()["Subject"] = "避難指示\r\nBcc: x@evil.example"
     content = EmailChannel.compose(runtime.templates, notice_of(runtime), "ja")
@@ -468,8 +469,9 @@ def test_a_line_break_in_a_title_lost_every_email_of_its_notice(
 def test_a_subject_that_looks_like_the_mails_own_parts_is_sent_as_written(
     runtime: Runtime, mail: EmailChannel, title: str
 ) -> None:
-    """Stand-ins the skeleton is cut at made the build fail; encoded-word syntax was
-    decoded by the email package into another subject."""
+    """A title may hold the stand-ins the skeleton is cut at, or encoded-word syntax the
+    email package would decode into another subject: neither is taken for what it looks
+    like, and the Subject says what the title says."""
     content = EmailChannel.compose(runtime.templates, notice_of(runtime, title=title), "ja")
     message = mailed(mail, content)
     assert message["Subject"] == f"【練馬区】{title}" and message["To"] == RECIPIENT.address
@@ -485,7 +487,8 @@ def test_a_body_holding_the_old_unsubscribe_stand_in_keeps_it(
 
 
 def test_a_post_that_is_not_too_long_is_never_numbered() -> None:
-    """A text X refuses for a character (U+FEFF), not its length, became "… (1/1)"."""
+    """A text X refuses for a character (U+FEFF), not for its length, stays one post: a
+    thread is for a text too long for one, so never "… (1/1)"."""
     from channels.x_text import thread
 
     posts, _ = thread("【お知らせ】避難所を開設しました\ufeff", 5)
@@ -496,8 +499,9 @@ def test_a_post_that_is_not_too_long_is_never_numbered() -> None:
     "url", [None, "https://a.bc/" + "x" * 900, "https://www.city.nerima.tokyo.jp/" + "y" * 900]
 )
 def test_a_word_or_a_link_longer_than_a_post_is_cut_to_fit(runtime: Runtime, url: str) -> None:
-    """A piece longer than a post became a post of its own, over the limit; a link X
-    does not count as a link (an unknown domain) made the one post with it too long."""
+    """A piece longer than a post is cut between its characters, and a link X does not
+    count as a link (an unknown domain) is weighed as the text it is: every post, the one
+    that ends with the link too, is within X's limit."""
     body = "本文です。" + "z" * 400 + " 以上です。"
     notice = notice_of(runtime, body=body, **({"url": url} if url else {}))
     posts = XChannel.compose(runtime.templates, notice, "ja")["posts"]
@@ -507,8 +511,9 @@ def test_a_word_or_a_link_longer_than_a_post_is_cut_to_fit(runtime: Runtime, url
 def test_a_long_notice_is_weighed_a_post_at_a_time(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """twitter-text takes seconds over a long Japanese text with a dot in it, and the
-    thread and the cut to fit a link asked it about the whole text for each piece."""
+    """twitter-text takes seconds over a long Japanese text with a dot in it, so the
+    thread and the cut to fit a link ask it about a post's worth of text at a time, a few
+    times a post, and never about the whole body."""
     import channels.x_text
 
     asked: list[int] = []

@@ -14,14 +14,14 @@ from tweepy.asynchronous import AsyncClient
 from twitter_text import parse_tweet
 
 from channels.x_session import x_session
-from notifier import alerts, intake
+from notifier import alerts
 from notifier.config import Settings
 from notifier.runtime import Runtime
 from notifier.service import Service
 from tests.conftest import (
     X_CREDENTIALS,
-    announcement,
     delivering,
+    enqueued,
     finished,
     kill_worker_once,
     make_settings,
@@ -58,10 +58,7 @@ async def running(settings: Settings) -> AsyncIterator[Service]:
 
 
 async def post(runtime: Runtime, **fields: Any) -> str:
-    notice = intake.validate(announcement(channels=["x"], **fields), runtime.settings)
-    await intake.enqueue(runtime.notices, notice)
-    assert notice.id is not None
-    return notice.id
+    return await enqueued(runtime, channels=["x"], **fields)
 
 
 def the_thread(fake: FakeX) -> list[dict[str, Any]]:

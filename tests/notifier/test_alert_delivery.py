@@ -8,10 +8,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from notifier import alerts, intake
+from notifier import alerts
 from notifier.runtime import Runtime
 from notifier.service import Service
-from tests.conftest import announcement, finished, line_settings, make_settings, wait_for
+from tests.conftest import (
+    channel_progress,
+    enqueued,
+    finished,
+    line_settings,
+    make_settings,
+    wait_for,
+)
 from tests.fake_line import FakeLine
 from tests.smtp_sink import SmtpSink
 
@@ -35,10 +42,7 @@ async def issue(runtime: Runtime, **fields: Any) -> str:
 
 
 async def routine(runtime: Runtime, **fields: Any) -> str:
-    notice = intake.validate(announcement(**fields), runtime.settings)
-    await intake.enqueue(runtime.notices, notice)
-    assert notice.id is not None
-    return notice.id
+    return await enqueued(runtime, **fields)
 
 
 async def subscribe(runtime: Runtime, channel: str, addresses: list[str]) -> None:
@@ -127,13 +131,7 @@ async def test_a_failing_channel_opens_its_circuit_while_the_others_deliver(
             await service.stop()
             await runtime.close()
         assert sorted(rcpt for e in sink.envelopes for rcpt in e.rcpt_tos) == sorted(mailboxes)
-    assert result["progress"]["line"] == {
-        "audience": 4,
-        "recipients": 4,
-        "sent": 4,
-        "failed": 0,
-        "pending": 0,
-    }
+    assert result["progress"]["line"] == channel_progress(4)
     assert Counter(u for r in fake_line.multicasts for u in r["to"]) == Counter(
         dict.fromkeys(USERS[:4], 1)
     )

@@ -15,7 +15,7 @@ from notifier.cutting import Cutter
 from notifier.dispatch import Dispatcher
 from notifier.runtime import Runtime
 from notifier.states import BatchEntry
-from tests.conftest import announcement, make_settings
+from tests.conftest import announcement, channel_progress, make_settings
 
 AREAS = ["nerima", "hikarigaoka", "shakujii", "oizumi"]
 TOPICS = ["disaster", "garbage", "events", "tax"]
@@ -119,13 +119,7 @@ async def test_an_empty_audience_is_done_at_once(runtime: Runtime) -> None:
     assert await dispatch(runtime, notice) == []
     (found,) = await runtime.notices.list()
     assert found["status"] == "done"
-    assert found["progress"]["line"] == {
-        "audience": 0,
-        "recipients": 0,
-        "sent": 0,
-        "failed": 0,
-        "pending": 0,
-    }
+    assert found["progress"]["line"] == channel_progress(0)
 
 
 @pytest.mark.parametrize("seed", [4, 5])

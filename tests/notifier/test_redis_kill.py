@@ -17,19 +17,18 @@ from typing import Any, cast
 import pytest
 from redis.asyncio import Redis
 
-from notifier import intake
 from notifier.config import Settings
 from notifier.cutting import Cutter, plan
 from notifier.keys import Keys
 from notifier.runtime import Runtime
 from notifier.streams import as_text
 from tests.conftest import (
-    announcement,
     delivering,
     finished,
     line_settings,
     make_settings,
     wait_for,
+    whole_ward_notice,
 )
 from tests.fake_line import FakeLine
 from tests.notifier.test_redis_restart import residents
@@ -96,10 +95,7 @@ async def fan_out_through_a_kill(
     runtime = Runtime.open(settings)
     await residents(runtime, RESIDENTS)
     async with delivering(settings, "line"):
-        notice = intake.validate(announcement(channels=["line"], areas=[]), settings)
-        await intake.enqueue(runtime.notices, notice)
-        notice_id = notice.id
-        assert notice_id is not None
+        notice_id = await whole_ward_notice(runtime, settings, "line")
 
         def holds(check: Check) -> Callable[[], Awaitable[bool]]:
             return lambda: check(runtime, notice_id, fake)
@@ -284,10 +280,8 @@ async def test_redis_back_without_the_consumer_groups_the_service_makes_them_and
         assert time.monotonic() - kept < 1.0
         await asyncio.to_thread(everysec_redis.start)
         await asyncio.to_thread(everysec_redis.wait_loaded)
-        notice = intake.validate(announcement(channels=["line"], areas=[]), settings)
-        await intake.enqueue(runtime.notices, notice)
-        assert notice.id is not None
-        view = await finished(runtime, notice.id, timeout=10)  # it tries every second
+        notice_id = await whole_ward_notice(runtime, settings, "line")
+        view = await finished(runtime, notice_id, timeout=10)  # it tries every second
         await runtime.close()
     assert_once_each(fake_line, users, view)
     assert view["status"] == "done" and view["progress"]["line"]["sent"] == len(users)

@@ -11,17 +11,16 @@ from typing import Any, cast
 
 import pytest
 
-from notifier import intake
 from notifier.cutting import Cutter, plan
 from notifier.runtime import Runtime
 from notifier.states import BatchEntry
 from tests.conftest import (
-    announcement,
     delivering,
     finished,
     line_settings,
     make_settings,
     wait_for,
+    whole_ward_notice,
 )
 from tests.fake_line import FakeLine
 from tests.redis_process import RedisProcess
@@ -101,16 +100,14 @@ async def test_a_restart_while_a_notice_is_sent_reaches_everyone_once_and_then_d
     runtime = Runtime.open(settings)
     everyone = await residents(runtime, 4000)
     async with delivering(settings, "line"):
-        notice = intake.validate(announcement(channels=["line"], areas=[]), settings)
-        await intake.enqueue(runtime.notices, notice)
-        assert notice.id is not None
+        notice_id = await whole_ward_notice(runtime, settings, "line")
 
         async def sending() -> bool:
             return len(fake_line.multicasts) >= 1
 
         await wait_for(sending, timeout=20)
         await asyncio.to_thread(own_redis.restart)
-        view = await finished(runtime, notice.id, timeout=60)
+        view = await finished(runtime, notice_id, timeout=60)
         await runtime.close()
     users = {f"U{i:032x}" for i in range(4000)}
     got = Counter({u: len(m) for u, m in fake_line.delivered.items()})

@@ -14,7 +14,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from notifier import intake
 from notifier.redis_client import survey
 from notifier.runtime import Runtime
 from notifier.service import Service
@@ -26,6 +25,7 @@ from tests.conftest import (
     line_settings,
     make_settings,
     wait_for,
+    whole_ward_notice,
 )
 from tests.fake_line import FakeLine
 from tests.notifier.test_redis_restart import residents
@@ -98,9 +98,7 @@ async def test_the_master_killed_mid_fan_out_the_replica_takes_over_and_everyone
     runtime = Runtime.open(settings)
     await residents(runtime, 3000)
     async with delivering(settings, "line"):
-        notice = intake.validate(announcement(channels=["line"], areas=[]), settings)
-        await intake.enqueue(runtime.notices, notice)
-        assert notice.id is not None
+        notice_id = await whole_ward_notice(runtime, settings, "line")
 
         async def sending() -> bool:
             return len(fake_line.multicasts) >= 2
@@ -108,7 +106,7 @@ async def test_the_master_killed_mid_fan_out_the_replica_takes_over_and_everyone
         await wait_for(sending, timeout=20)
         await asyncio.to_thread(cluster.master.kill)
         await asyncio.to_thread(cluster.wait, lambda: cluster.master_port() == cluster.replica.port)
-        view = await finished(runtime, notice.id, timeout=90)
+        view = await finished(runtime, notice_id, timeout=90)
         await runtime.close()
     got = Counter({user: len(messages) for user, messages in fake_line.delivered.items()})
     assert set(got) == {f"U{i:032x}" for i in range(3000)} and set(got.values()) == {1}

@@ -25,7 +25,7 @@ from notifier.runtime import Runtime
 from notifier.states import SCRIPTS, BatchEntry, Scripts, load, parse
 from notifier.store import IDEMPOTENCY_TTL, NoticeStore
 from notifier.worker import ChannelWorker
-from tests.conftest import announcement, finished, make_settings
+from tests.conftest import announcement, channel_progress, finished, make_settings
 
 USERS = [f"U{i:032x}" for i in range(5)]
 LIBRARIES = {"rest": "-- rest\nlocal function rest(list, first) end\n"}
@@ -268,13 +268,7 @@ async def test_batches_and_retries_queued_in_the_form_before_are_delivered_after
                 await runtime.redis.zadd(k.retries, {member: 0})
         view = await run_worker(settings, runtime, notice_id)
         assert view["status"] == "done"
-        assert view["progress"]["line"] == {
-            "audience": 5,
-            "recipients": 5,
-            "sent": 5,
-            "failed": 0,
-            "pending": 0,
-        }
+        assert view["progress"]["line"] == channel_progress(5)
         assert delivered(settings) == Counter(USERS)
         log = await runtime.redis.hgetall(k.batch_log(notice_id))
         assert sorted(json.loads(v)["attempt"] for v in log.values()) == [1, 1, 2]

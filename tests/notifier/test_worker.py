@@ -20,7 +20,7 @@ from notifier.runtime import Runtime
 from notifier.service import Service
 from notifier.states import BatchEntry
 from notifier.worker import GROUP, ChannelWorker
-from tests.conftest import announcement, delivering, make_settings, wait_for
+from tests.conftest import channel_progress, delivering, enqueued, make_settings, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS = [f"U{i:032x}" for i in range(5)]
@@ -30,23 +30,19 @@ async def queue_line_notice(settings: Settings, runtime: Runtime, **fields: Any)
     """Subscribe five LINE users and run the dispatcher alone until the batches are queued."""
     subs = [runtime.subscribers.validate({"channel": "line", "address": u}) for u in USERS]
     await runtime.subscribers.save(subs)
-    from notifier import intake
-
-    notice = intake.validate(announcement(channels=["line"], **fields), settings)
-    await intake.enqueue(runtime.notices, notice)
+    notice_id = await enqueued(runtime, settings, channels=["line"], **fields)
     dispatcher = Service(settings, parts=["dispatch"])
     await dispatcher.start()
     try:
 
         async def queued() -> bool:
-            found = await runtime.notices.get(str(notice.id))
+            found = await runtime.notices.get(notice_id)
             return bool(found and found["status"] == "dispatching")
 
         await wait_for(queued)
     finally:
         await dispatcher.stop()
-    assert notice.id is not None
-    return notice.id
+    return notice_id
 
 
 async def finished(runtime: Runtime, notice_id: str) -> dict[str, Any]:
@@ -134,13 +130,7 @@ async def test_a_worker_killed_mid_batch_is_taken_over_and_each_user_gets_it_onc
         channel = Scripted(context(settings, runtime), [])
         result = await run_worker(settings, runtime, channel, notice_id)
         assert result["status"] == "done"
-        assert result["progress"]["line"] == {
-            "audience": 5,
-            "recipients": 5,
-            "sent": 5,
-            "failed": 0,
-            "pending": 0,
-        }
+        assert result["progress"]["line"] == channel_progress(5)
         assert delivered(settings) == Counter(USERS)
         assert await claimed() == 0
     finally:
@@ -188,13 +178,7 @@ async def test_permanent_errors_fail_the_batch_with_the_reason(
     channel = Scripted(context(settings, runtime), [PermanentError("401 invalid token")])
     result = await run_worker(settings, runtime, channel, notice_id)
     assert result["status"] == "failed"
-    assert result["progress"]["line"] == {
-        "audience": 5,
-        "recipients": 5,
-        "sent": 0,
-        "failed": 5,
-        "pending": 0,
-    }
+    assert result["progress"]["line"] == channel_progress(5, failed=5)
     assert len(channel.calls) == 1
     failures = [
         json.loads(f) for f in await runtime.redis.lrange(runtime.keys.failures(notice_id), 0, -1)

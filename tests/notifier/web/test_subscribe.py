@@ -10,17 +10,18 @@ from typing import Any
 import aiohttp
 import pytest
 
-from notifier import intake
 from notifier.config import Settings
 from notifier.runtime import Runtime
 from notifier.service import Service
 from tests.conftest import (
-    announcement,
+    channel_progress,
     delivering,
     email_settings,
+    enqueued,
     finished,
     subscriber_counts,
     wait_for,
+    whole_ward_notice,
 )
 from tests.smtp_sink import SmtpSink
 
@@ -46,10 +47,7 @@ async def web(settings: Settings) -> AsyncIterator[tuple[aiohttp.ClientSession, 
 
 
 async def post_notice(runtime: Runtime, **fields: Any) -> dict[str, Any]:
-    notice = intake.validate(announcement(channels=["email"], **fields), runtime.settings)
-    await intake.enqueue(runtime.notices, notice)
-    assert notice.id is not None
-    return await finished(runtime, notice.id)
+    return await finished(runtime, await enqueued(runtime, channels=["email"], **fields))
 
 
 def link_in(message: Any, pattern: str) -> str:
@@ -176,24 +174,12 @@ async def test_an_unknown_mailbox_fails_alone_and_is_suspended_after_repeated_bo
         await subscribed(runtime, people)
         sink.reject["r3@example.jp"] = 550
         first = await post_notice(runtime, areas=[])
-        assert first["progress"]["email"] == {
-            "audience": 6,
-            "recipients": 6,
-            "sent": 5,
-            "failed": 1,
-            "pending": 0,
-        }
+        assert first["progress"]["email"] == channel_progress(6, failed=1)
         assert {m["To"] for m in sink.messages()} == set(people) - {"r3@example.jp"}
         second = await post_notice(runtime, areas=[], title="二通目")
         assert second["progress"]["email"]["failed"] == 1
         third = await post_notice(runtime, areas=[], title="三通目")  # suspended: not tried
-        assert third["progress"]["email"] == {
-            "audience": 5,
-            "recipients": 5,
-            "sent": 5,
-            "failed": 0,
-            "pending": 0,
-        }
+        assert third["progress"]["email"] == channel_progress(5)
 
 
 async def test_smtp_down_for_a_while_then_back_delivers_everything_once(
@@ -204,15 +190,14 @@ async def test_smtp_down_for_a_while_then_back_delivers_everything_once(
     await subscribed(runtime, people)
     sink.go_down()
     async with delivering(settings, "email"):
-        notice = intake.validate(announcement(channels=["email"], areas=[]), settings)
-        await intake.enqueue(runtime.notices, notice)
+        notice_id = await whole_ward_notice(runtime, settings, "email")
 
         async def retrying() -> bool:
             return await runtime.redis.zcard(runtime.keys.retries) > 0
 
         await wait_for(retrying)
         sink.come_back()
-        result = await finished(runtime, str(notice.id))
+        result = await finished(runtime, notice_id)
     assert result["progress"]["email"]["sent"] == 9
     assert sorted(m["To"] for m in sink.messages()) == sorted(people)  # each once
 
@@ -237,20 +222,13 @@ async def test_a_busy_mailbox_is_tried_again_and_gets_its_mail_once(
     await subscribed(runtime, people)
     sink.reject["b2@example.jp"] = 450  # "4.2.1 Mailbox busy": try later
     async with delivering(settings, "email"):
-        notice = intake.validate(announcement(channels=["email"], areas=[]), settings)
-        await intake.enqueue(runtime.notices, notice)
+        notice_id = await whole_ward_notice(runtime, settings, "email")
 
         async def others_reached() -> bool:
             return len(sink.messages()) == 3
 
         await wait_for(others_reached)
         del sink.reject["b2@example.jp"]
-        result = await finished(runtime, str(notice.id))
-    assert result["progress"]["email"] == {
-        "audience": 4,
-        "recipients": 4,
-        "sent": 4,
-        "failed": 0,
-        "pending": 0,
-    }
+        result = await finished(runtime, notice_id)
+    assert result["progress"]["email"] == channel_progress(4)
     assert sorted(m["To"] for m in sink.messages()) == sorted(people)  # each exactly once
