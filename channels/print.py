@@ -22,10 +22,14 @@ from notifier.logs import event
 from notifier.models import Alert, AnyNotice
 from notifier.pdf import PdfMaker, save
 from notifier.render import Templates
+from notifier.subscribers import SubscriberStore
+
+URGENT_LEVEL = 3  # from 高齢者等避難 up, residents registered by post get a sheet at once
 
 
 class Flyers(TypedDict):
     flyers: dict[str, str]  # area code → the flyer's HTML
+    urgent: bool  # 警戒レベル3 or above: urgent mailing sheets too (see _mail)
 
 
 class Entry(TypedDict):
@@ -43,6 +47,8 @@ class PrintChannel(BaseChannel[Flyers | Entry]):
     def __init__(self, context: Context) -> None:
         super().__init__(context)
         self.pdf = PdfMaker()
+        self._subscribers = SubscriberStore(context.redis, context.keys, context.settings)
+        self._templates: Templates | None = None
 
     async def _flyers(self, batch: Batch, content: Flyers) -> Outcome:
         """An alert's flyer for each affected area (a page, in the largest type that fits
@@ -57,10 +63,43 @@ class PrintChannel(BaseChannel[Flyers | Entry]):
             await save(await self.pdf.fitted(content["flyers"][area]), path)
             if settings.print_command:
                 printed[area] = await _print(settings.print_command, path)
+        mailed = await self._mail(batch) if content.get("urgent") else {}
         failed = {a: code for a, code in printed.items() if code != 0}
         if failed:
             event(log, "flyer.print_failed", logging.WARNING, notice=batch.notice_id, exit=failed)
-        return Outcome(sent=len(batch.areas), meta={"printed": printed} if printed else {})
+        meta: dict[str, object] = {"printed": printed} if printed else {}
+        if mailed:
+            meta["mailed"] = mailed
+        return Outcome(sent=len(batch.areas), meta=meta)
+
+    async def _mail(self, batch: Batch) -> dict[str, int]:
+        """An alert of 警戒レベル3 or above: for each area with residents registered by
+        post, one PDF of urgent mailing sheets (至急, their address for a window envelope),
+        to go out with the area's flyer; how many sheets each area's has. The residents
+        are read now, not when the alert was planned: their addresses never enter a
+        stream."""
+        settings = self.context.settings
+        templates = self._templates = self._templates or Templates(settings)
+        stored = await self.context.redis.hget(self.context.keys.notice(batch.notice_id), "notice")
+        if stored is None:
+            return {}
+        notice = Alert.model_validate_json(stored, context={"ward": settings.ward})
+        folder = settings.print_dir / "alerts"
+        mailed: dict[str, int] = {}
+        for area in batch.areas:
+            residents = await self._subscribers.mailing_list(area)
+            if not residents:
+                continue
+            html = templates.render(
+                "print/urgent_mail.html",
+                notice,
+                "ja",
+                residents=residents,
+                area_name=settings.ward.area(area).label("ja"),
+            )
+            await save(await self.pdf.make(html), folder / f"{batch.notice_id}-{area}-mail.pdf")
+            mailed[area] = len(residents)
+        return mailed
 
     async def warm(self) -> None:
         """Start the PDF process and load its fonts now: the first flyer of a disaster
@@ -76,7 +115,9 @@ class PrintChannel(BaseChannel[Flyers | Entry]):
             # the notice's link, or else where a resident subscribes for the updates
             link = notice.url or f"{templates.settings.public_url}/subscribe"
             code = segno.make(link, error="m").svg_data_uri()
+            level = notice.level or 0
             return {
+                "urgent": level >= URGENT_LEVEL and notice.type != "cancel",
                 "flyers": {
                     area.code: templates.render(
                         "print/flyer.html",
@@ -87,7 +128,7 @@ class PrintChannel(BaseChannel[Flyers | Entry]):
                         qr=code,
                     )
                     for area in templates.settings.ward.areas
-                }
+                },
             }
         easy = notice.translations.get("easy")
         qr = segno.make(notice.url, error="m").png_data_uri(scale=4) if notice.url else None

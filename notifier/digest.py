@@ -127,7 +127,7 @@ class DigestBuilder:
 
         # the area's digest, then the mailing copies (a file each, or one for the print shop)
         files: list[tuple[Path, list[dict[str, str] | None]]] = [(folder / f"{area}.pdf", [None])]
-        residents = await self._residents(area)
+        residents = await self.subscribers.mailing_list(area)
         if residents and self.settings.print_mail == "merged":
             files.append((folder / "mail" / f"{area}.pdf", [*residents]))
         elif residents:
@@ -216,18 +216,6 @@ class DigestBuilder:
             }
             found.append((alert, view))
         return found
-
-    async def _residents(self, area: str) -> list[dict[str, str]]:
-        """The residents registered for print in the area (or the whole ward), each with
-        the address block of their mailing copy."""
-        audience = await self.subscribers.audience("print", [area], None)
-        ids = sorted(set().union(*audience.by_language.values())) if audience.by_language else []
-        found = await self.subscribers.addresses(ids)
-        return [
-            {"id": sid, "address": found[sid][0], "name": found[sid][1]}
-            for sid in ids
-            if sid in found
-        ]
 
 
 async def build_due(builder: DigestBuilder, redis: Redis, keys: Keys, now: datetime) -> list[Path]:

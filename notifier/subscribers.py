@@ -112,6 +112,21 @@ class SubscriberStore:
         }
         return [found[sid] if sid is not None else None for sid in ids]
 
+    async def mailing_list(self, area: str) -> list[dict[str, str]]:
+        """The residents registered by post in the area (or for the whole ward), each with
+        the address block of their mailing copy, in a stable order."""
+        postal = [n for n, s in channel_registry.REGISTRY.items() if s.address == "postal"]
+        ids: set[str] = set()
+        for channel in postal:
+            audience = await self.audience(channel, [area], None)
+            ids.update(*audience.by_language.values())
+        found = await self.addresses(sorted(ids))
+        return [
+            {"id": sid, "address": found[sid][0], "name": found[sid][1]}
+            for sid in sorted(ids)
+            if sid in found
+        ]
+
     async def addresses(self, ids: Iterable[str]) -> dict[str, tuple[str, str]]:
         """id → (address, name) for those of ``ids`` still subscribed (one round trip)."""
         found, _ = await self.recipients(list(ids))
