@@ -208,6 +208,7 @@ class Templates:
                 "action": say(level.action),
                 "colour": level.colour,
                 "ink": level.ink,
+                "evacuation": level.issued_by_ward,  # 3–5; 1–2 go out as information
             }
             if level
             else None,

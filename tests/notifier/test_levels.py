@@ -84,6 +84,9 @@ def test_the_yellow_and_white_levels_are_written_in_black(settings: Settings) ->
         header = LineChannel.compose(templates, alert(settings, level=level), "ja")["messages"][0]
         text = header["contents"]["header"]["contents"][0]
         assert text["color"] == LEVELS[level].ink == "#000000"
+        assert text["text"].endswith("練馬区 防災情報")  # the JMA's: information, not 緊急
+    evacuation = LineChannel.compose(templates, alert(settings, level=3), "ja")["messages"][0]
+    assert evacuation["contents"]["header"]["contents"][0]["text"].endswith("練馬区 緊急情報")
 
 
 def test_in_other_languages_the_level_is_said_in_theirs(settings: Settings) -> None:
