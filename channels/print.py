@@ -24,6 +24,7 @@ from notifier.pdf import PdfMaker, save
 from notifier.render import Templates
 from notifier.subscribers import SubscriberStore
 
+FLYER_SHELTERS = 3  # listed with a QR code each; the rest are on the public page
 URGENT_LEVEL = 3  # from 高齢者等避難 up, residents registered by post get a sheet at once
 
 
@@ -116,6 +117,8 @@ class PrintChannel(BaseChannel[Flyers | Entry]):
             link = notice.url or f"{templates.settings.public_url}/subscribe"
             code = segno.make(link, error="m").svg_data_uri()
             level = notice.level or 0
+            listed = [] if notice.type == "cancel" else notice.shelters[:FLYER_SHELTERS]
+            shelters = [(s, segno.make(s.map, error="m").svg_data_uri()) for s in listed]
             return {
                 "urgent": level >= URGENT_LEVEL and notice.type != "cancel",
                 "flyers": {
@@ -126,6 +129,7 @@ class PrintChannel(BaseChannel[Flyers | Entry]):
                         area_name=area.label(lang),
                         link=link,
                         qr=code,
+                        shelters=shelters,
                     )
                     for area in templates.settings.ward.areas
                 },

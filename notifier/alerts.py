@@ -31,7 +31,7 @@ from notifier.store import IDEMPOTENCY_TTL
 from notifier.streams import as_text
 
 # fields the service sets, never the caller
-ASSIGNED = ("id", "received_at", "type", "references", "drill", "kind", "history")
+ASSIGNED = ("id", "received_at", "type", "references", "drill", "kind", "history", "shelters")
 
 
 class AlertRefused(Exception):

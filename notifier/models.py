@@ -193,6 +193,16 @@ Severity = Literal["advisory", "warning", "emergency"]
 AlertType = Literal["alert", "update", "cancel"]
 
 
+class ListedShelter(BaseModel):
+    """A shelter as an alert lists it: open when the alert was issued (notifier/shelters.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=100)
+    address: str = Field(max_length=200)
+    map: str = Field(max_length=300)  # the shelter on a map: a link anyone can open
+
+
 class Alert(Notice):
     """A disaster broadcast from the emergency desk. It goes out at once, on the urgent
     lane, to everyone in its areas whatever topics they chose.
@@ -207,6 +217,7 @@ class Alert(Notice):
     level: int | None = Field(default=None, ge=1, le=5)  # 警戒レベル (notifier/levels.py)
     hazard: Hazard | None = None  # what it is for: the shelters it lists are designated so
     history: list[int] = Field(default_factory=list)  # the levels of the alerts it follows
+    shelters: list[ListedShelter] = Field(default_factory=list)  # open ones, when issued
     supersedes: str | None = Field(default=None, pattern=NOTICE_ID)
     type: AlertType = "alert"
     references: str | None = Field(default=None, pattern=NOTICE_ID)

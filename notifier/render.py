@@ -187,8 +187,7 @@ class Templates:
             else {},
         }
 
-    @staticmethod
-    def _alert(notice: AnyNotice, lang: str) -> dict[str, Any] | None:
+    def _alert(self, notice: AnyNotice, lang: str) -> dict[str, Any] | None:
         if not isinstance(notice, Alert):
             return None
         say = speaker(lang)
@@ -213,6 +212,8 @@ class Templates:
             if level
             else None,
             "history": level_history(notice, lang),
+            "shelters": [] if notice.type == "cancel" else notice.shelters,
+            "shelters_url": f"{self.settings.public_url}/shelters",
             "colour": ALL_CLEAR_COLOUR
             if notice.type == "cancel"
             else level.colour
