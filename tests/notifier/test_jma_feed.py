@@ -179,3 +179,46 @@ async def test_run_polls_until_stopped_and_an_off_reader_does_nothing(
     await off.run(asyncio.Event())  # returns at once
     assert await off.poll_once() == []
     assert jma.requests == []
+
+
+async def test_a_hostile_feed_or_telegram_fetches_and_drafts_nothing(
+    tmp_path: Path, prefix: str, redis: Redis
+) -> None:
+    hostile = b'<?xml version="1.0"?><!DOCTYPE feed [<!ENTITY x "boom">]><feed>&x;</feed>'
+    requests: list[str] = []
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        requests.append(request.path)
+        if request.path == "/bad-feed.xml":
+            return web.Response(body=hostile)
+        if request.path == "/feed.xml":
+            entry = (
+                "<entry><title>震度速報</title><id>urn:1</id>"
+                f'<link href="http://{request.host}/data/VXSE51.xml"/></entry>'
+            )
+            return web.Response(
+                body=f'<feed xmlns="http://www.w3.org/2005/Atom">{entry}</feed>'.encode()
+            )
+        return web.Response(body=hostile.replace(b"feed", b"Report"))
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    settings = make_settings(
+        tmp_path, prefix, jma_feeds=[f"{base}/bad-feed.xml", f"{base}/feed.xml"], jma_areas=["350"]
+    )
+    polling = JmaReader(settings, redis)
+    try:
+        assert await polling.poll_once() == []
+        assert requests == ["/bad-feed.xml", "/feed.xml", "/data/VXSE51.xml"]
+        assert await polling.store.list() == []
+        requests.clear()
+        assert await polling.poll_once() == []  # a refused telegram is not fetched again
+        assert "/data/VXSE51.xml" not in requests
+    finally:
+        await polling.close()
+        await runner.cleanup()
