@@ -133,6 +133,7 @@ def draft_for(
     """
     if telegram.status == "試験" or not settings.jma_areas:
         return None
+    at = _Taking(telegram, settings, url, earlier, draft_id)
     if telegram.info_type == "取消":
         if earlier is None:
             return None
@@ -141,26 +142,25 @@ def draft_for(
             f"気象庁は、{_when(telegram, settings)}、先の{earlier.source.kind}の発表を"
             "取り消しました。",
         )
-        return _make(
-            telegram,
-            settings,
-            url,
-            earlier,
-            draft_id,
-            words,
-            "cancel",
-            (),
-            earlier.source.kind,
-            earlier,
-        )
+        return _make(at, words, kind=earlier.source.kind, cancel=True)
     if telegram.family == "earthquake":
-        return _quake(telegram, settings, url, earlier, draft_id)
-    return _warning(telegram, settings, url, earlier, draft_id)
+        return _quake(at)
+    return _warning(at)
 
 
-def _warning(
-    telegram: Telegram, settings: Settings, url: str, earlier: Draft | None, draft_id: str | None
-) -> Draft | None:
+@dataclass(frozen=True)
+class _Taking:
+    """What a draft is made from."""
+
+    telegram: Telegram
+    settings: Settings
+    url: str
+    earlier: Draft | None
+    draft_id: str | None
+
+
+def _warning(at: _Taking) -> Draft | None:
+    telegram, settings, earlier = at.telegram, at.settings, at.earlier
     items = telegram.items_for(settings.jma_areas)
     if not items:
         return None
@@ -179,18 +179,7 @@ def _warning(
             f"{gone}が解除されました",
             f"気象庁は、{when}、{place}の{gone}を解除しました。\n\n" + _jma(telegram),
         )
-        return _make(
-            telegram,
-            settings,
-            url,
-            earlier,
-            draft_id,
-            words,
-            "cancel",
-            (),
-            earlier.source.kind,
-            earlier,
-        )
+        return _make(at, words, kind=earlier.source.kind, cancel=True)
     signature = tuple(sorted(active))
     if earlier is not None and earlier.signature == signature:
         return None  # the same kinds in force: nothing for residents
@@ -212,24 +201,13 @@ def _warning(
     if level is not None:
         lines.append(f"とるべき行動（警戒レベル{level}）：{LEVELS[level].action}")
     lines.append(_jma(telegram))
-    alert_type = "update" if earlier is not None else "alert"
     alert = {
         "level": level,
         "hazard": hazard_of(top.name, top.condition),
         "severity": _severity(level, top.name),
     }
     return _make(
-        telegram,
-        settings,
-        url,
-        earlier,
-        draft_id,
-        (title, "\n\n".join(lines)),
-        alert_type,
-        signature,
-        label(top),
-        None,
-        alert,
+        at, (title, "\n\n".join(lines)), kind=label(top), signature=signature, fields=alert
     )
 
 
@@ -244,9 +222,8 @@ def _named(kind: Kind, telegram: Telegram) -> Kind:
     return kind
 
 
-def _quake(
-    telegram: Telegram, settings: Settings, url: str, earlier: Draft | None, draft_id: str | None
-) -> Draft | None:
+def _quake(at: _Taking) -> Draft | None:
+    telegram, settings, earlier = at.telegram, at.settings, at.earlier
     observed = telegram.intensity_for(settings.jma_areas)
     if observed is None or intensity_rank(observed.max_int) < intensity_rank(
         settings.jma_intensity
@@ -258,9 +235,9 @@ def _quake(
     signature = (shindo, quake.name if quake else "", (quake.magnitude or "") if quake else "")
     if earlier is not None and earlier.signature == signature:
         return None
-    at = quake.origin_time if quake and quake.origin_time else telegram.target_time
+    shaken = quake.origin_time if quake and quake.origin_time else telegram.target_time
     lines = [
-        f"{local_time(at, settings.tz) + 'ころ、' if at else ''}地震がありました。"
+        f"{local_time(shaken, settings.tz) + 'ころ、' if shaken else ''}地震がありました。"
         f"{place}で{shindo}を観測しました。"
     ]
     if quake and quake.name:
@@ -280,20 +257,7 @@ def _quake(
         "severity": "emergency" if rank >= 4 else "warning",
     }
     words = (f"{place}で{shindo}を観測しました", "\n\n".join(lines))
-    alert_type = "update" if earlier is not None else "alert"
-    return _make(
-        telegram,
-        settings,
-        url,
-        earlier,
-        draft_id,
-        words,
-        alert_type,
-        signature,
-        telegram.title,
-        None,
-        alert,
-    )
+    return _make(at, words, kind=telegram.title, signature=signature, fields=alert)
 
 
 def _shindo(observed: Observed) -> str:
@@ -320,30 +284,29 @@ def _severity(level: int | None, kind: str) -> str:
 
 
 def _make(
-    telegram: Telegram,
-    settings: Settings,
-    url: str,
-    earlier: Draft | None,
-    draft_id: str | None,
+    at: _Taking,
     words: tuple[str, str],
-    alert_type: str,
-    signature: tuple[str, ...],
+    *,
     kind: str,
-    like: Draft | None,
-    extra: dict[str, Any] | None = None,
+    signature: tuple[str, ...] = (),
+    fields: dict[str, Any] | None = None,
+    cancel: bool = False,
 ) -> Draft:
+    """The draft: an alert, an update of the earlier draft, or (``cancel``) its all-clear
+    or cancellation, which keeps the level, hazard and severity of what it ends."""
+    telegram, earlier = at.telegram, at.earlier
     title, body = words
     alert: dict[str, Any] = {
         "kind": "alert",
         "title": title[:100],
         "body": body.strip()[:5000],
         "areas": [],  # every JMA area the ward configures is the whole ward (docs/jma.md)
-        "type": alert_type,
+        "type": "cancel" if cancel else "update" if earlier is not None else "alert",
         "drill": telegram.status == "訓練",
     }
-    if like is not None:  # an all-clear or cancellation keeps what it ends
-        alert.update({k: like.alert.get(k) for k in ("level", "hazard", "severity")})
-    alert.update(extra or {})
+    if cancel and earlier is not None:
+        alert.update({k: earlier.alert.get(k) for k in ("level", "hazard", "severity")})
+    alert.update(fields or {})
     if alert.get("level") is None:
         alert.pop("level", None)
     if alert.get("hazard") is None:
@@ -352,7 +315,7 @@ def _make(
         title=telegram.title,
         head_title=telegram.head_title,
         headline=telegram.headline,
-        url=url,
+        url=at.url,
         event_id=telegram.event_id,
         serial=telegram.serial,
         status=telegram.status,
@@ -361,7 +324,7 @@ def _make(
         report_time=telegram.report_time.isoformat(),
     )
     return Draft(
-        id=draft_id or f"jma-{secrets.token_hex(8)}",
+        id=at.draft_id or f"jma-{secrets.token_hex(8)}",
         alert=alert,
         source=source,
         signature=signature,

@@ -221,3 +221,35 @@ async def test_a_later_telegram_with_changes_drafts_an_update(
     assert await store.follows_alert(update) is None  # the first was never approved
     alert = valid({**update.alert, "references": "A1"}, settings)
     assert alert.type == "update"
+
+
+async def test_a_cancelled_telegram_drafts_the_cancellation_of_its_draft(
+    tmp_path: Path, prefix: str, redis: Redis
+) -> None:
+    settings = configured(tmp_path, prefix, "350", jma_intensity="3")
+    store = DraftStore(redis, Keys(prefix), settings)
+    cancel = telegram("32-35_06_06_100915_VXSE53.xml")
+    assert await store.take(cancel, "u0") is None  # nothing of the event to cancel
+    # 震源・震度情報 of the same event (the 2008 sample's EventID), then its 取消
+    issued = telegram(
+        "32-35_01_03_240613_VXSE53.xml",
+        **{"<EventID>20091001134500": "<EventID>20080614084350", "<Status>訓練": "<Status>通常"},
+    )
+    first = await store.take(issued, "u1")
+    assert first is not None
+    assert first.alert["drill"] is False
+    cancelled = await store.take(
+        telegram("32-35_06_06_100915_VXSE53.xml", **{"<Serial>3": "<Serial>4"}), "u2"
+    )
+    assert cancelled is not None
+    assert cancelled.alert["type"] == "cancel"
+    assert cancelled.follows == first.id
+    assert cancelled.alert["title"] == "震源・震度に関する情報の発表は取り消されました"
+    assert cancelled.alert["hazard"] == "earthquake"
+
+
+def test_the_settings_hold_the_jma_to_its_interval(tmp_path: Path, prefix: str) -> None:
+    with pytest.raises(ValueError, match="jma_interval"):
+        make_settings(tmp_path, prefix, jma_interval=10)
+    with pytest.raises(ValueError, match="jma_intensity"):
+        make_settings(tmp_path, prefix, jma_intensity="5弱")
