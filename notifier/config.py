@@ -216,6 +216,18 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(5, ge=1)  # failed batches in a row that open a channel's circuit
     breaker_seconds: float = Field(30.0, gt=0)  # how long it stays open before a trial
 
+    # the JMA reader (docs/jma.md): off when there are no feeds or no areas
+    jma_feeds: list[str] = Field(
+        default_factory=lambda: [
+            "https://www.data.jma.go.jp/developer/xml/feed/extra.xml",
+            "https://www.data.jma.go.jp/developer/xml/feed/eqvol.xml",
+        ]
+    )
+    jma_interval: float = Field(60.0, ge=60)  # the high-frequency feeds change once a minute
+    jma_areas: list[str] = Field(default_factory=list)  # 練馬区: 1312000 (市町村等), 350 (地震)
+    jma_intensity: Literal["1", "2", "3", "4", "5-", "5+", "6-", "6+", "7"] = "4"
+    jma_auto_issue: list[str] = Field(default_factory=list)  # kinds sent without approval
+
     visibility_timeout: float = Field(60.0, gt=0)
     max_attempts: int = Field(8, ge=1)
     retry_base_delay: float = Field(2.0, gt=0)

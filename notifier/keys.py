@@ -242,6 +242,32 @@ class Keys:
         """The key that signs session cookies when NOTIFIER_SECRET_KEY is not set (a trial)."""
         return f"{self.prefix}session-key"
 
+    # the JMA reader (notifier/jma_drafts.py, notifier/jma_feed.py)
+    @property
+    def jma_drafts(self) -> str:
+        """Draft alerts from the JMA's telegrams: a sorted set of draft ids by creation."""
+        return f"{self.prefix}jma:drafts"
+
+    def jma_draft(self, draft_id: str) -> str:
+        return f"{self.prefix}jma:draft:{draft_id}"
+
+    def jma_seen(self, digest: str) -> str:
+        """A telegram taken (by the digest of its key) → the draft it made, or ''."""
+        return f"{self.prefix}jma:seen:{digest}"
+
+    def jma_event(self, digest: str) -> str:
+        """An event (by digest) → its latest draft, until its all-clear or cancellation."""
+        return f"{self.prefix}jma:event:{digest}"
+
+    def jma_feed(self, digest: str) -> str:
+        """A feed (by the digest of its URL): its last Last-Modified."""
+        return f"{self.prefix}jma:feed:{digest}"
+
+    @property
+    def jma_fetched(self) -> str:
+        """Telegram URLs claimed for fetching (a sorted set by time), each fetched once."""
+        return f"{self.prefix}jma:fetched"
+
 
 ALL = "_all"
 """The set member standing for 'no choice made': the whole ward, or every topic."""
