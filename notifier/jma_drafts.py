@@ -22,6 +22,7 @@ from notifier.config import Settings
 from notifier.jma import Area, Kind, Observed, Telegram, intensity_rank
 from notifier.keys import Keys
 from notifier.levels import LEVELS
+from notifier.states import Scripts
 from notifier.streams import as_text
 from notifier.when import local_time
 
@@ -337,42 +338,12 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-# Takes a telegram once: if it was not seen, marks it seen and (with a draft) stores the
-# draft, lists it, and moves the event's pointer (to the draft, or off it after an
-# all-clear) - provided the pointer is still the earlier draft the draft was made from.
-# KEYS: seen, event, drafts, draft. ARGV: draft id ('' for none), draft JSON, created
-# (score), earlier id ('' for none), 'close' or 'open', ttl.
-# Returns 'repeat', 'retry' (the event moved on meanwhile), 'none' or 'draft'.
-_TAKE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 'repeat' end
-local pointer = redis.call('GET', KEYS[2]) or ''
-if ARGV[1] ~= '' and pointer ~= ARGV[4] then return 'retry' end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[6]))
-if ARGV[1] == '' then return 'none' end
-redis.call('HSET', KEYS[4], 'draft', ARGV[2], 'state', 'pending')
-redis.call('ZADD', KEYS[3], tonumber(ARGV[3]), ARGV[1])
-if ARGV[5] == 'close' then redis.call('DEL', KEYS[2]) else redis.call('SET', KEYS[2], ARGV[1]) end
-return 'draft'
-"""
-
-# Marks a pending draft approved or dismissed, once (a draft is a hash: its JSON, which
-# never changes, its state and the alert it became). KEYS: draft. ARGV: state, alert id.
-_DECIDE = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return 'missing' end
-if state ~= 'pending' then return state end
-redis.call('HSET', KEYS[1], 'state', ARGV[1], 'alert_id', ARGV[2])
-return 'ok'
-"""
-
-
 class DraftStore:
     """Drafts in Redis: taken once per telegram, listed newest first, decided once."""
 
     def __init__(self, redis: Redis, keys: Keys, settings: Settings) -> None:
         self.redis, self.keys, self.settings = redis, keys, settings
-        self._take = redis.register_script(_TAKE)
-        self._decide = redis.register_script(_DECIDE)
+        self.scripts = Scripts(redis)  # jma_take.lua, jma_decide.lua
 
     async def take(self, telegram: Telegram, url: str = "") -> Draft | None:
         """The draft this telegram makes, stored; None for a repeat (same EventID, serial,
@@ -385,21 +356,18 @@ class DraftStore:
             earlier = await self.get(as_text(pointer)) if pointer else None
             draft = draft_for(telegram, self.settings, url=url, earlier=earlier)
             close = draft is not None and draft.alert["type"] == "cancel"
-            outcome = await self._take(
-                keys=[
-                    k.jma_seen(digest(telegram.key)),
-                    event_key,
-                    k.jma_drafts,
-                    k.jma_draft(draft.id if draft else "-"),
-                ],
-                args=[
-                    draft.id if draft else "",
-                    draft.to_json() if draft else "",
-                    datetime.now(UTC).timestamp(),
-                    earlier.id if earlier else "",
-                    "close" if close else "open",
-                    SEEN_TTL,
-                ],
+            outcome = await self.scripts.run(
+                "jma_take",
+                seen_key=k.jma_seen(digest(telegram.key)),
+                event_key=event_key,
+                drafts_key=k.jma_drafts,
+                draft_key=k.jma_draft(draft.id if draft else "-"),
+                draft_id=draft.id if draft else "",
+                draft=draft.to_json() if draft else "",
+                now=datetime.now(UTC).timestamp(),
+                earlier=earlier.id if earlier else "",
+                close="close" if close else "open",
+                seen_ttl=SEEN_TTL,
             )
             if outcome != b"retry":
                 return draft if outcome == b"draft" else None
@@ -433,7 +401,9 @@ class DraftStore:
         return await self._decided(draft_id, "dismissed", "")
 
     async def _decided(self, draft_id: str, state: str, alert_id: str) -> str:
-        reply = await self._decide(keys=[self.keys.jma_draft(draft_id)], args=[state, alert_id])
+        reply = await self.scripts.run(
+            "jma_decide", draft_key=self.keys.jma_draft(draft_id), state=state, alert_id=alert_id
+        )
         return reply.decode() if isinstance(reply, bytes) else str(reply)
 
     async def follows_alert(self, draft: Draft) -> str | None:

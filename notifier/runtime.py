@@ -11,6 +11,8 @@ from notifier.accounts import AccountStore
 from notifier.alerts import AlertDesk
 from notifier.audit import AuditLog
 from notifier.config import Settings
+from notifier.drafting import DraftDesk
+from notifier.jma_drafts import DraftStore
 from notifier.keys import Keys
 from notifier.metrics import Metrics
 from notifier.redis_client import connect
@@ -32,6 +34,7 @@ class Runtime:
     tokens: TokenStore
     accounts: AccountStore
     alerts: AlertDesk
+    drafts: DraftDesk  # the JMA's drafts, for the desk to approve
     audit: AuditLog
 
     @classmethod
@@ -40,6 +43,7 @@ class Runtime:
         # a free connection instead of failing with MaxConnectionsError
         redis = connect(settings)
         keys = Keys(settings.redis_prefix)
+        alerts = AlertDesk(redis, keys, settings)
         return cls(
             settings=settings,
             redis=redis,
@@ -50,7 +54,8 @@ class Runtime:
             subscribers=SubscriberStore(redis, keys, settings),
             tokens=TokenStore(redis, keys),
             accounts=AccountStore(redis, keys),
-            alerts=AlertDesk(redis, keys, settings),
+            alerts=alerts,
+            drafts=DraftDesk(DraftStore(redis, keys, settings), alerts, settings),
             audit=AuditLog(redis, keys),
         )
 

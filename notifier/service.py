@@ -1,4 +1,5 @@
-"""The service's parts (api, dispatcher, channel workers, scheduler) and their lifecycle."""
+"""The service's parts (api, dispatcher, channel workers, scheduler with the JMA reader)
+and their lifecycle."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from notifier import channel_registry
 from notifier.config import Settings
 from notifier.digest import DigestBuilder, build_due
 from notifier.dispatch import Dispatcher
+from notifier.jma_feed import JmaReader
 from notifier.logs import event
 from notifier.pdf import PdfMaker
 from notifier.runtime import Runtime
@@ -68,6 +70,7 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self._scheduler: Scheduler | None = None
+        self._jma: JmaReader | None = None
         self._channels: list[channels.Channel] = []
         self.port: int | None = None
 
@@ -120,6 +123,11 @@ class Service:
 
             self._scheduler = Scheduler(self.settings, rt.redis, rt.keys, digest=digest)
             self._scheduler.start()
+            self._jma = JmaReader(
+                self.settings, rt.redis, store=rt.drafts.drafts, on_draft=rt.drafts.taken
+            )
+            if self._jma.enabled:  # the JMA's telegrams for the ward's areas, as drafts
+                self._spawn("jma", self._jma.run(self._stop))
         # what start-up made (modules, models, templates) lives as long as the service:
         # frozen, it is left out of every full collection, which then walks only what
         # delivery makes and holds a worker's loop up for less
@@ -161,6 +169,8 @@ class Service:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         await asyncio.gather(*self._warming, return_exceptions=True)
+        if self._jma is not None:
+            await self._jma.close()
         for channel in self._channels:
             await channel.close()
         await self.runtime.close()

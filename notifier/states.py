@@ -54,6 +54,8 @@ ScriptName: TypeAlias = Literal[
     "rate",
     "index_upgrade",
     "suspend",
+    "jma_take",
+    "jma_decide",
 ]
 SCRIPTS: tuple[str, ...] = get_args(ScriptName)
 Value: TypeAlias = str | bytes | int | float

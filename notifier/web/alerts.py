@@ -59,7 +59,7 @@ async def post_alert(request: web.Request) -> web.Response:
     except AlertRefused as e:
         await audit(request, token, "alert.issue", "-", e.code)
         raise ApiError(e.status, e.code, e.message) from None
-    return await _answer(request, token, "alert.issue", issued)
+    return await answer(request, token, "alert.issue", issued)
 
 
 async def _from_cap(request: web.Request, token: Token) -> Issued:
@@ -88,7 +88,7 @@ async def _from_cap(request: web.Request, token: Token) -> Issued:
     return await desk.issue(alert, token.name, cap=message, idempotency=once)
 
 
-async def _answer(request: web.Request, token: Token, action: str, issued: Issued) -> web.Response:
+async def answer(request: web.Request, token: Token, action: str, issued: Issued) -> web.Response:
     """202 once a replica holds the alert (under Sentinel); the same Idempotency-Key with
     another body is a 422; a repeat answers as the first time and is not audited again."""
     if issued.conflict:
@@ -146,7 +146,7 @@ async def approve_alert(request: web.Request) -> web.Response:
     except AlertRefused as e:
         await audit(request, token, "alert.approve", alert_id, e.code)
         raise ApiError(e.status, e.code, e.message) from None
-    return await _answer(request, token, "alert.approve", issued)
+    return await answer(request, token, "alert.approve", issued)
 
 
 async def get_alert(request: web.Request) -> web.Response:

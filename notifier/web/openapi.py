@@ -83,7 +83,7 @@ def document(settings: Settings) -> dict[str, Any]:
     }
 
 
-TAGS = ("announcements", "alerts", "intake", "subscribers", "audit", "line", "service")
+TAGS = ("announcements", "alerts", "drafts", "intake", "subscribers", "audit", "line", "service")
 ERRORS = {
     400: ("BadRequest", "Invalid: `fields` names each bad field (or the JSON is bad)."),
     401: ("Unauthenticated", "No token, or an unknown or revoked one."),
@@ -363,6 +363,55 @@ def _paths(settings: Settings) -> dict[str, Schema]:
                 role="emergency",
                 errors=(401, 403, 404, 409),
                 description="By the token that asked → 403 `same_person`; not waiting → 409.",
+            ),
+        },
+        "/api/drafts": {
+            "get": _op(
+                "drafts",
+                "listDrafts",
+                "The JMA's drafts, newest first (100)",
+                {200: _ok("Drafts.", _list("drafts", _schema("Draft")))},
+                role="emergency",
+                errors=(401, 403),
+                description="Each warning or earthquake telegram of the JMA for the ward's"
+                " configured areas becomes a draft alert waiting for the desk (see"
+                " docs/jma.md).",
+            ),
+        },
+        "/api/drafts/{id}": {
+            "parameters": [id_],
+            "get": _op(
+                "drafts",
+                "getDraft",
+                "One draft",
+                {200: _ok("The draft.", _schema("Draft"))},
+                role="emergency",
+                errors=(401, 403, 404),
+            ),
+        },
+        "/api/drafts/{id}/approve": {
+            "parameters": [id_],
+            "post": _op(
+                "drafts",
+                "approveDraft",
+                "Issue a draft as an alert (an update or the all-clear of its event's alert)",
+                {202: accepted},
+                role="emergency",
+                errors=(400, 401, 403, 404, 409),
+                description="Issued once, however often approved: a second approval answers"
+                " with the first one's alert. Dismissed, or an all-clear of an alert never"
+                " issued → 409.",
+            ),
+        },
+        "/api/drafts/{id}/dismiss": {
+            "parameters": [id_],
+            "post": _op(
+                "drafts",
+                "dismissDraft",
+                "Dismiss a draft",
+                {200: _ok("Dismissed.", _schema("Dismissed"))},
+                role="emergency",
+                errors=(401, 403, 404, 409),
             ),
         },
         "/api/audit": {
@@ -701,6 +750,28 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
             }
         ),
         "SubscriberDeleted": _object({"id": _STRING, "deleted": {"const": True}}),
+        "Draft": _object(
+            {
+                "id": {"type": "string", "pattern": "^jma-"},
+                "alert": {
+                    "type": "object",
+                    "description": "The alert it becomes: title, body, areas, level, hazard,"
+                    " severity, type (alert, update, cancel), drill.",
+                },
+                "source": {
+                    "type": "object",
+                    "description": "The telegram: title, headline, url, event_id, serial,"
+                    " status, info_type, kind, report_time.",
+                },
+                "signature": {"type": "array", "items": _STRING},
+                "event": _STRING,
+                "follows": _NULLABLE,
+                "state": {"enum": ["pending", "approved", "dismissed"]},
+                "alert_id": _NULLABLE,
+                "created": _STRING,
+            }
+        ),
+        "Dismissed": _object({"id": _STRING, "state": {"const": "dismissed"}}),
         "AuditEntry": {
             **_object(
                 {

@@ -36,6 +36,10 @@ ROUTES = {
     ("GET", "/api/alerts/{id}"): "staff",
     ("POST", "/api/alerts/{id}/cancel"): "emergency",
     ("POST", "/api/alerts/{id}/approve"): "emergency",
+    ("GET", "/api/drafts"): "emergency",
+    ("GET", "/api/drafts/{id}"): "emergency",
+    ("POST", "/api/drafts/{id}/approve"): "emergency",
+    ("POST", "/api/drafts/{id}/dismiss"): "emergency",
     ("GET", "/api/audit"): "admin",
     ("GET", "/api/openapi.json"): PUBLIC,  # the API's description, for integrators
     ("POST", "/line/webhook"): PUBLIC,  # LINE's signature instead (tests/…/test_line_webhook)
