@@ -242,6 +242,17 @@ class Keys:
         """The key that signs session cookies when NOTIFIER_SECRET_KEY is not set (a trial)."""
         return f"{self.prefix}session-key"
 
+    # shelters (notifier/shelters.py)
+    @property
+    def shelters(self) -> str:
+        """The ward's shelters: id → the shelter's JSON, replaced whole by an import."""
+        return f"{self.prefix}shelters"
+
+    @property
+    def shelters_open(self) -> str:
+        """The open shelters: id → when the desk opened it (epoch seconds)."""
+        return f"{self.prefix}shelters:open"
+
 
 ALL = "_all"
 """The set member standing for 'no choice made': the whole ward, or every topic."""
