@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from notifier import cli_access, cli_settings, cli_tokens
+from notifier import cli_access, cli_settings, cli_shelters, cli_tokens
 
 if TYPE_CHECKING:
     from notifier.config import Settings
@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_subscribers_import)
     cli_access.add_export(sa, with_runtime)
     cli_access.add_commands(sub, with_runtime)
+    cli_shelters.add_commands(sub)
 
     s = sub.add_parser("post", help="put a notice on the intake stream from a JSON file")
     s.add_argument("file", type=Path)

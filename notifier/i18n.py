@@ -42,6 +42,8 @@ SAID_IN = {
     "templates/web/settings.html": "jinja2.ext:babel_extract",
     "templates/web/sent.html": "jinja2.ext:babel_extract",
     "templates/web/_choices.html": "jinja2.ext:babel_extract",
+    "notifier/web/shelters.py": "python",
+    "templates/web/shelters.html": "jinja2.ext:babel_extract",
 }
 HTML_LANG = {"easy": "ja", "zh": "zh-Hans"}  # a language's tag in HTML's lang, where not its code
 

@@ -268,6 +268,17 @@ class Keys:
         """Telegram URLs claimed for fetching (a sorted set by time), each fetched once."""
         return f"{self.prefix}jma:fetched"
 
+    # shelters (notifier/shelters.py)
+    @property
+    def shelters(self) -> str:
+        """The ward's shelters: id → the shelter's JSON, replaced whole by an import."""
+        return f"{self.prefix}shelters"
+
+    @property
+    def shelters_open(self) -> str:
+        """The open shelters: id → when the desk opened it (epoch seconds)."""
+        return f"{self.prefix}shelters:open"
+
 
 ALL = "_all"
 """The set member standing for 'no choice made': the whole ward, or every topic."""

@@ -16,6 +16,7 @@ from notifier.web import (
     middleware,
     openapi,
     resident,
+    shelters,
     subscribe,
 )
 from notifier.web.http import RUNTIME
@@ -36,5 +37,6 @@ def make_app(runtime: Runtime) -> web.Application:
     resident.add_routes(app)
     console.add_routes(app)
     desk.add_routes(app)
+    shelters.add_routes(app)
     openapi.add_routes(app)
     return app
