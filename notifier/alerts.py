@@ -25,7 +25,8 @@ from redis.asyncio import Redis
 from notifier.cap import CapMessage
 from notifier.config import Settings
 from notifier.keys import Keys
-from notifier.models import Alert, Invalid, field_errors
+from notifier.models import Alert, Invalid, ListedShelter, field_errors
+from notifier.shelters import ShelterStore
 from notifier.states import Scripts
 from notifier.store import IDEMPOTENCY_TTL
 from notifier.streams import as_text
@@ -77,6 +78,7 @@ class AlertDesk:
         self.keys = keys
         self.settings = settings
         self.scripts = Scripts(redis, settings.min_replicas, settings.redis_replica_timeout)
+        self.shelters = ShelterStore(redis, keys, settings.ward)
 
     async def referenced(self, alert_id: str, active: bool = True) -> Alert:
         """The alert an update or all-clear follows: 404 unknown, 409 no longer active
@@ -104,6 +106,11 @@ class AlertDesk:
         before gets its alert as it stands now (``replay``)."""
         if alert.references:  # whether it is still active: the script says, after the key
             follow(await self.referenced(alert.references, active=False), alert)
+        if alert.type != "cancel":  # what it says of shelters is what was open as it went
+            alert.shelters = [
+                ListedShelter(name=s.name, address=s.address, map=s.map_url)
+                for s in await self.shelters.open_for(alert.areas, alert.hazard)
+            ]
         alert.id = secrets.token_hex(8)
         alert.received_at = datetime.now(UTC)
         pending = self.settings.alert_approval
