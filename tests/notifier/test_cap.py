@@ -8,8 +8,9 @@ import html
 import pytest
 
 from notifier.alerts import validate
-from notifier.cap import CapError, parse
+from notifier.cap import HAZARD_WORDS, CapError, parse
 from notifier.config import Settings
+from notifier.hazards import HAZARDS
 
 LIMIT = 64 * 1024
 
@@ -182,3 +183,84 @@ def test_a_web_link_we_could_not_send_is_left_out_not_the_alert(
     message = parse(document, settings.ward, settings.cap_max_bytes)
     assert "url" not in message.alert
     assert validate({k: v for k, v in message.alert.items() if k != "drill"}, settings).url is None
+
+
+def evacuation(event: str, parameter: str = "", headline: str = "練馬区からのお知らせ") -> bytes:
+    return cap(
+        info=f"""<info><language>ja-JP</language><category>Safety</category>
+    <event>{event}</event><urgency>Immediate</urgency><severity>Severe</severity>
+    <certainty>Observed</certainty><headline>{headline}</headline>
+    <description>石神井川の水位が上がっています。</description>{parameter}
+    <area><areaDesc>石神井地域</areaDesc></area></info>"""
+    )
+
+
+def level_parameter(name: str, value: str) -> str:
+    return f"<parameter><valueName>{name}</valueName><value>{value}</value></parameter>"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "level"),
+    [
+        ("警戒レベル", "4", 4),
+        ("EvacuationLevel", "レベル5", 5),
+        ("level", "警戒レベル３", 3),
+        ("LEVEL", "Level 2", 2),
+    ],
+)
+def test_a_level_parameter_becomes_the_alerts_level(
+    settings: Settings, name: str, value: str, level: int
+) -> None:
+    message = parse(evacuation("大雨", level_parameter(name, value)), settings.ward, LIMIT)
+    assert message.alert["level"] == level
+    alert = validate({k: v for k, v in message.alert.items() if k != "drill"}, settings)
+    assert alert.level == level
+    assert alert.severity == "emergency"  # CAP's own severity still says it, not the level
+
+
+@pytest.mark.parametrize(
+    ("event", "headline", "level"),
+    [
+        ("避難指示", "練馬区からのお知らせ", 4),
+        ("緊急安全確保", "練馬区からのお知らせ", 5),
+        ("避難準備・高齢者等避難開始", "練馬区からのお知らせ", 3),
+        ("洪水", "石神井地域に避難指示、光が丘地域に高齢者等避難", 4),
+        ("避難指示の解除", "練馬区からのお知らせ", None),
+        ("大雨特別警報", "練馬区に大雨特別警報", None),
+    ],
+)
+def test_without_a_parameter_the_evacuation_information_named_gives_the_level(
+    settings: Settings, event: str, headline: str, level: int | None
+) -> None:
+    message = parse(evacuation(event, headline=headline), settings.ward, LIMIT)
+    assert message.alert.get("level") == level
+
+
+def test_a_level_parameter_we_cannot_read_leaves_the_event_to_say(settings: Settings) -> None:
+    document = evacuation("避難指示", level_parameter("警戒レベル", "高"))
+    assert parse(document, settings.ward, LIMIT).alert["level"] == 4
+    unread = evacuation("大雨", level_parameter("警戒レベル", "7"))
+    assert "level" not in parse(unread, settings.ward, LIMIT).alert
+
+
+@pytest.mark.parametrize(
+    ("event", "hazard"),
+    [
+        ("洪水警報", "flood"),
+        ("石神井川氾濫危険情報", "flood"),
+        ("内水氾濫", "inland_flood"),
+        ("土砂災害警戒情報", "landslide"),
+        ("地震", "earthquake"),
+        ("洪水・土砂災害", None),  # two hazards: neither is said to be the one
+        ("避難指示", None),
+    ],
+)
+def test_the_hazard_the_event_names_becomes_the_alerts(
+    settings: Settings, event: str, hazard: str | None
+) -> None:
+    message = parse(evacuation(event), settings.ward, LIMIT)
+    assert message.alert.get("hazard") == hazard
+
+
+def test_every_hazard_word_maps_to_one_of_our_hazards() -> None:
+    assert {code for _, code in HAZARD_WORDS} <= set(HAZARDS)
