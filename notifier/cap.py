@@ -46,6 +46,7 @@ HAZARD_WORDS = (
     ("津波", "tsunami"),
     ("地震", "earthquake"),
     ("火災", "fire"),
+    ("火事", "fire"),
     ("噴火", "volcano"),
     ("火山", "volcano"),
 )

@@ -10,6 +10,7 @@ from notifier.web import (
     api,
     console,
     desk,
+    feed,
     health,
     line,
     middleware,
@@ -29,6 +30,7 @@ def make_app(runtime: Runtime) -> web.Application:
     health.add_routes(app)
     api.add_routes(app)
     alerts.add_routes(app)
+    feed.add_routes(app)
     line.add_routes(app)
     subscribe.add_routes(app)
     resident.add_routes(app)

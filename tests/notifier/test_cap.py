@@ -4,11 +4,15 @@ mapped to the ward's alerts."""
 from __future__ import annotations
 
 import html
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from lxml import etree
 
 from notifier.alerts import validate
-from notifier.cap import HAZARD_WORDS, CapError, parse
+from notifier.cap import HAZARD_WORDS, NS, CapError, _schema, parse
+from notifier.cap_out import Published, alert_element, cap_document
 from notifier.config import Settings
 from notifier.hazards import HAZARDS
 
@@ -264,3 +268,79 @@ def test_the_hazard_the_event_names_becomes_the_alerts(
 
 def test_every_hazard_word_maps_to_one_of_our_hazards() -> None:
     assert {code for _, code in HAZARD_WORDS} <= set(HAZARDS)
+
+
+def published(alert_id: str, minutes: int, **notice: Any) -> Published:
+    sent = datetime(2026, 11, 26, 0, minutes, tzinfo=UTC)
+    fields = {"title": "避難指示", "body": "直ちに避難してください。", "severity": "emergency"}
+    return Published(alert_id, {**fields, **notice}, sent)
+
+
+def written(alert: Published, chain: list[Published], settings: Settings) -> bytes:
+    element = alert_element(alert, chain, settings.ward, "city.example.jp", settings.tz)
+    return cap_document(element)
+
+
+def test_an_alert_written_as_cap_is_valid_and_reads_back_as_itself(settings: Settings) -> None:
+    english = {"en": {"title": "Evacuation order", "body": "Leave now."}}
+    alert = published("a1", 0, level=4, hazard="flood", areas=["shakujii"], translations=english)
+    raw = written(alert, [], settings)
+    root = etree.fromstring(raw)
+    assert _schema().validate(root), _schema().error_log
+    ns = {"c": NS}
+    assert root.findtext("c:sent", namespaces=ns) == "2026-11-26T09:00:00+09:00"
+    assert [i.findtext("c:language", namespaces=ns) for i in root.findall("c:info", ns)] == [
+        "ja",
+        "en",
+    ]
+    assert root.findtext("c:info/c:parameter/c:valueName", namespaces=ns) == "警戒レベル"
+    message = parse(raw, settings.ward, LIMIT)
+    assert (message.identifier, message.sender, message.msg_type) == (
+        "a1",
+        "city.example.jp",
+        "Alert",
+    )
+    back = message.alert
+    assert (back["level"], back["hazard"], back["severity"]) == (4, "flood", "emergency")
+    assert back["areas"] == ["shakujii"]
+    assert back["translations"]["en"]["title"] == "Evacuation order"
+
+
+@pytest.mark.parametrize("severity", ["advisory", "warning", "emergency"])
+def test_severity_written_reads_back_the_same(settings: Settings, severity: str) -> None:
+    raw = written(published("a1", 0, severity=severity), [], settings)
+    assert parse(raw, settings.ward, LIMIT).alert["severity"] == severity
+
+
+def test_an_update_and_an_all_clear_reference_the_whole_chain(settings: Settings) -> None:
+    first = published("a1", 0, level=3)
+    update = published("a2", 5, level=4, type="update", references="a1")
+    clear = published("a3", 9, type="cancel", references="a2", areas=[])
+    raw = written(clear, [first, update], settings)
+    root = etree.fromstring(raw)
+    assert _schema().validate(root), _schema().error_log
+    message = parse(raw, settings.ward, LIMIT)
+    assert message.msg_type == "Cancel"
+    assert [r.identifier for r in message.references] == ["a1", "a2"]
+    refs = root.findtext(f"{{{NS}}}references")
+    assert refs == (
+        "city.example.jp,a1,2026-11-26T09:00:00+09:00 city.example.jp,a2,2026-11-26T09:05:00+09:00"
+    )
+    info = root.find(f"{{{NS}}}info")
+    assert info is not None
+    assert info.findtext(f"{{{NS}}}responseType") == "AllClear"
+    assert info.find(f"{{{NS}}}parameter") is None
+    assert info.findtext(f"{{{NS}}}area/{{{NS}}}geocode/{{{NS}}}value") == "131202"
+    assert parse(written(update, [first], settings), settings.ward, LIMIT).msg_type == "Update"
+
+
+def test_a_drill_is_an_exercise(settings: Settings) -> None:
+    raw = written(published("a1", 0, drill=True), [], settings)
+    assert parse(raw, settings.ward, LIMIT).status == "Exercise"
+
+
+@pytest.mark.parametrize("hazard", sorted(HAZARDS))
+def test_each_hazard_and_level_written_reads_back(settings: Settings, hazard: str) -> None:
+    raw = written(published("a1", 0, level=5, hazard=hazard), [], settings)
+    back = parse(raw, settings.ward, LIMIT).alert
+    assert (back["level"], back["hazard"]) == (5, hazard)
