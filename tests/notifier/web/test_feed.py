@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 from lxml import etree
 from multidict import CIMultiDict
 
@@ -15,8 +18,9 @@ from notifier.cap import NS, _schema, parse
 from notifier.cap_out import Published
 from notifier.config import Settings
 from notifier.runtime import Runtime
+from notifier.service import Service
 from notifier.web.feed import MAX_ENTRIES, WINDOW, choose
-from tests.conftest import Api
+from tests.conftest import Api, announcement, make_settings
 from tests.notifier.test_pipeline import add
 from tests.notifier.web.test_alerts import alert, done
 
@@ -82,7 +86,7 @@ async def test_an_alert_its_update_and_all_clear_are_in_the_feed_as_valid_cap(
         "a:updated", namespaces=A
     )
 
-    sender = "127.0.0.1:8080"  # the host of the public address
+    sender = urlsplit(settings.public_url).netloc  # the host of the public address
     documents = {}
     for entry, alert_id in zip(entries, ids, strict=True):
         cap = entry.find("a:content/c:alert", A)
@@ -159,8 +163,6 @@ async def test_the_feed_answers_304_while_it_has_not_changed(
 async def test_alerts_waiting_for_approval_withdrawn_or_unknown_are_not_public(
     api: Api, runtime: Runtime, tokens: dict[str, str], settings: Settings
 ) -> None:
-    from tests.conftest import announcement
-
     status, notice = await api.call("POST", "/api/announcements", tokens["staff"], announcement())
     assert status == 202, notice
     for path in (f"/alerts/{notice['id']}.cap", "/alerts/nosuchalert.cap"):
@@ -189,3 +191,17 @@ def test_the_feed_holds_active_alerts_and_the_last_7_days_newest_first_at_most_5
     assert [a.id for a in shown] == ["old_active"]
     assert updated == old_done.sent + WINDOW  # when the cancelled one left the feed
     assert choose([], {}, now) == ([], datetime(1970, 1, 1, tzinfo=UTC))
+
+
+async def test_the_feed_is_rate_limited_per_address(tmp_path: Path, prefix: str) -> None:
+    settings = make_settings(tmp_path, prefix, api_rate_per_ip=2)
+    service = Service(settings, grace=5.0)
+    await service.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            api = Api(session, f"http://127.0.0.1:{service.port}")
+            answers = [(await fetch(api, "/alerts.atom"))[:2] for _ in range(3)]
+    finally:
+        await service.stop()
+    assert [status for status, _ in answers] == [200, 200, 429]
+    assert int(answers[2][1]["Retry-After"]) >= 1
