@@ -3,12 +3,15 @@
 A document is read safely (no DTD, no entities, a size limit), checked against the CAP 1.2
 schema (notifier/schemas/cap-1.2.xsd) and the standard's rules that a schema can't say,
 then mapped: its areas to ward areas by ``geocode`` value or ``areaDesc`` (configuration),
-severity and urgency to ours, ``Exercise``/``Test`` to a drill.
+severity and urgency to ours, ``Exercise``/``Test`` to a drill, a 警戒レベル (a
+``<parameter>``, else the 避難情報 its ``<event>`` names) to the alert's level, and the
+hazard its ``<event>`` names to ours (docs/contract.md has the table).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -25,6 +28,28 @@ NS = "urn:oasis:names:tc:emergency:cap:1.2"
 SCHEMA = Path(__file__).with_name("schemas") / "cap-1.2.xsd"
 _Q = {"cap": NS}
 MAX_DEPTH = 16  # CAP's deepest element is alert/info/area/geocode/value
+# the <parameter> valueNames that carry a 警戒レベル (compared without case); the first is
+# the one we write (notifier/cap_out.py)
+LEVEL_NAMES = ("警戒レベル", "EvacuationLevel", "AlertLevel", "level")
+# 避難情報 as <event> or <headline> name them → their level; the pre-2021 name of level 3
+# (避難準備・高齢者等避難開始) contains 高齢者等避難, and 避難指示（緊急） is level 4's old one
+EVACUATION_LEVELS = (("緊急安全確保", 5), ("避難指示", 4), ("高齢者等避難", 3))
+# words in <event> or <headline> → our hazard code; 内水氾濫 before 氾濫 so it is not a flood
+HAZARD_WORDS = (
+    ("内水氾濫", "inland_flood"),
+    ("洪水", "flood"),
+    ("氾濫", "flood"),
+    ("土砂", "landslide"),
+    ("がけ崩れ", "landslide"),
+    ("崖崩れ", "landslide"),
+    ("高潮", "storm_surge"),
+    ("津波", "tsunami"),
+    ("地震", "earthquake"),
+    ("火災", "fire"),
+    ("火事", "fire"),
+    ("噴火", "volcano"),
+    ("火山", "volcano"),
+)
 
 
 class CapError(ValueError):
@@ -179,6 +204,12 @@ def _alert(infos: list[Any], ward: Ward) -> dict[str, Any]:
         "severity": _severity(_text(main, "cap:severity") or "", _text(main, "cap:urgency") or ""),
         "areas": _areas(main, ward, where),
     }
+    level = _level(main)
+    if level is not None:
+        data["level"] = level
+    hazard = _hazard(main)
+    if hazard is not None:
+        data["hazard"] = hazard
     web = _text(main, "cap:web")
     if web and is_link(web):  # a link we could not send is left out, never the alert
         data["url"] = web
@@ -186,6 +217,38 @@ def _alert(infos: list[Any], ward: Ward) -> dict[str, Any]:
     if english is not None:
         data["translations"] = {"en": _words(english)}
     return data
+
+
+def _level(info: Any) -> int | None:
+    """The 警戒レベル an <info> gives: a level <parameter> (``4``, ``レベル4``, ``警戒レベル４``),
+    else the 避難情報 its <event> (or else <headline>) names, the highest if several; a
+    lifting (解除) names none."""
+    names = {n.casefold() for n in LEVEL_NAMES}
+    for parameter in info.findall("cap:parameter", _Q):
+        if (_text(parameter, "cap:valueName") or "").casefold() in names:
+            value = unicodedata.normalize("NFKC", _text(parameter, "cap:value") or "")
+            found = re.fullmatch(r"\D*([1-5])", value)
+            if found:
+                return int(found.group(1))
+    for text in (_text(info, "cap:event"), _text(info, "cap:headline")):
+        if text and "解除" not in text:
+            levels = [n for word, n in EVACUATION_LEVELS if word in text]
+            if levels:
+                return max(levels)
+    return None
+
+
+def _hazard(info: Any) -> str | None:
+    """Our hazard where <event> (or else <headline>) names exactly one."""
+    for text in (_text(info, "cap:event"), _text(info, "cap:headline")):
+        rest, found = text or "", set()
+        for word, code in HAZARD_WORDS:
+            if word in rest:
+                found.add(code)
+                rest = rest.replace(word, "")
+        if found:
+            return found.pop() if len(found) == 1 else None
+    return None
 
 
 def _words(info: Any) -> dict[str, str]:

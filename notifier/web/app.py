@@ -11,6 +11,7 @@ from notifier.web import (
     console,
     desk,
     drafts,
+    feed,
     health,
     line,
     middleware,
@@ -32,6 +33,7 @@ def make_app(runtime: Runtime) -> web.Application:
     api.add_routes(app)
     alerts.add_routes(app)
     drafts.add_routes(app)
+    feed.add_routes(app)
     line.add_routes(app)
     subscribe.add_routes(app)
     resident.add_routes(app)

@@ -469,6 +469,38 @@ def _paths(settings: Settings) -> dict[str, Schema]:
                 requestBody=_body(_schema("LineWebhook")),
             )
         },
+        "/alerts.atom": {
+            "get": _op(
+                "alerts",
+                "alertFeed",
+                "The public feed of the ward's alerts (Atom 1.0, each entry its CAP 1.2)",
+                {
+                    200: _cached(
+                        "Every active alert and every other sent in the last 7 days, newest"
+                        " first, at most 50; no drills, none pending approval or withdrawn.",
+                        "application/atom+xml",
+                    ),
+                    304: {"description": "Not modified (If-None-Match or If-Modified-Since)."},
+                },
+                errors=LIMITED,
+                description="No token. Each entry carries its CAP document as content of type"
+                " `application/cap+xml` and links to `/alerts/{id}.cap`.",
+            )
+        },
+        "/alerts/{id}.cap": {
+            "parameters": [id_],
+            "get": _op(
+                "alerts",
+                "alertCap",
+                "One alert of the public feed as a CAP 1.2 document",
+                {
+                    200: _cached("The CAP 1.2 document.", "application/cap+xml"),
+                    304: {"description": "Not modified (If-None-Match or If-Modified-Since)."},
+                },
+                errors=(404, *LIMITED),
+                description="No token. 404 for an alert not in the public feed's kinds.",
+            ),
+        },
         "/healthz": {
             "get": _op(
                 "service",
@@ -505,6 +537,12 @@ def _paths(settings: Settings) -> dict[str, Schema]:
             )
         },
     }
+
+
+def _cached(description: str, media_type: str) -> Schema:
+    text = {"schema": {"type": "string"}}
+    headers = {name: {"schema": {"type": "string"}} for name in ("ETag", "Last-Modified")}
+    return {"description": description, "headers": headers, "content": {media_type: text}}
 
 
 def _list(key: str, item: Schema) -> Schema:

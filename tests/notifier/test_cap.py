@@ -4,12 +4,17 @@ mapped to the ward's alerts."""
 from __future__ import annotations
 
 import html
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from lxml import etree
 
 from notifier.alerts import validate
-from notifier.cap import CapError, parse
+from notifier.cap import HAZARD_WORDS, NS, CapError, _schema, parse
+from notifier.cap_out import Published, alert_element, cap_document
 from notifier.config import Settings
+from notifier.hazards import HAZARDS
 
 LIMIT = 64 * 1024
 
@@ -182,3 +187,160 @@ def test_a_web_link_we_could_not_send_is_left_out_not_the_alert(
     message = parse(document, settings.ward, settings.cap_max_bytes)
     assert "url" not in message.alert
     assert validate({k: v for k, v in message.alert.items() if k != "drill"}, settings).url is None
+
+
+def evacuation(event: str, parameter: str = "", headline: str = "練馬区からのお知らせ") -> bytes:
+    return cap(
+        info=f"""<info><language>ja-JP</language><category>Safety</category>
+    <event>{event}</event><urgency>Immediate</urgency><severity>Severe</severity>
+    <certainty>Observed</certainty><headline>{headline}</headline>
+    <description>石神井川の水位が上がっています。</description>{parameter}
+    <area><areaDesc>石神井地域</areaDesc></area></info>"""
+    )
+
+
+def level_parameter(name: str, value: str) -> str:
+    return f"<parameter><valueName>{name}</valueName><value>{value}</value></parameter>"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "level"),
+    [
+        ("警戒レベル", "4", 4),
+        ("EvacuationLevel", "レベル5", 5),
+        ("level", "警戒レベル３", 3),
+        ("LEVEL", "Level 2", 2),
+    ],
+)
+def test_a_level_parameter_becomes_the_alerts_level(
+    settings: Settings, name: str, value: str, level: int
+) -> None:
+    message = parse(evacuation("大雨", level_parameter(name, value)), settings.ward, LIMIT)
+    assert message.alert["level"] == level
+    alert = validate({k: v for k, v in message.alert.items() if k != "drill"}, settings)
+    assert alert.level == level
+    assert alert.severity == "emergency"  # CAP's own severity still says it, not the level
+
+
+@pytest.mark.parametrize(
+    ("event", "headline", "level"),
+    [
+        ("避難指示", "練馬区からのお知らせ", 4),
+        ("緊急安全確保", "練馬区からのお知らせ", 5),
+        ("避難準備・高齢者等避難開始", "練馬区からのお知らせ", 3),
+        ("洪水", "石神井地域に避難指示、光が丘地域に高齢者等避難", 4),
+        ("避難指示の解除", "練馬区からのお知らせ", None),
+        ("大雨特別警報", "練馬区に大雨特別警報", None),
+    ],
+)
+def test_without_a_parameter_the_evacuation_information_named_gives_the_level(
+    settings: Settings, event: str, headline: str, level: int | None
+) -> None:
+    message = parse(evacuation(event, headline=headline), settings.ward, LIMIT)
+    assert message.alert.get("level") == level
+
+
+def test_a_level_parameter_we_cannot_read_leaves_the_event_to_say(settings: Settings) -> None:
+    document = evacuation("避難指示", level_parameter("警戒レベル", "高"))
+    assert parse(document, settings.ward, LIMIT).alert["level"] == 4
+    unread = evacuation("大雨", level_parameter("警戒レベル", "7"))
+    assert "level" not in parse(unread, settings.ward, LIMIT).alert
+
+
+@pytest.mark.parametrize(
+    ("event", "hazard"),
+    [
+        ("洪水警報", "flood"),
+        ("石神井川氾濫危険情報", "flood"),
+        ("内水氾濫", "inland_flood"),
+        ("土砂災害警戒情報", "landslide"),
+        ("地震", "earthquake"),
+        ("洪水・土砂災害", None),  # two hazards: neither is said to be the one
+        ("避難指示", None),
+    ],
+)
+def test_the_hazard_the_event_names_becomes_the_alerts(
+    settings: Settings, event: str, hazard: str | None
+) -> None:
+    message = parse(evacuation(event), settings.ward, LIMIT)
+    assert message.alert.get("hazard") == hazard
+
+
+def test_every_hazard_word_maps_to_one_of_our_hazards() -> None:
+    assert {code for _, code in HAZARD_WORDS} <= set(HAZARDS)
+
+
+def published(alert_id: str, minutes: int, **notice: Any) -> Published:
+    sent = datetime(2026, 11, 26, 0, minutes, tzinfo=UTC)
+    fields = {"title": "避難指示", "body": "直ちに避難してください。", "severity": "emergency"}
+    return Published(alert_id, {**fields, **notice}, sent)
+
+
+def written(alert: Published, chain: list[Published], settings: Settings) -> bytes:
+    element = alert_element(alert, chain, settings.ward, "city.example.jp", settings.tz)
+    return cap_document(element)
+
+
+def test_an_alert_written_as_cap_is_valid_and_reads_back_as_itself(settings: Settings) -> None:
+    english = {"en": {"title": "Evacuation order", "body": "Leave now."}}
+    alert = published("a1", 0, level=4, hazard="flood", areas=["shakujii"], translations=english)
+    raw = written(alert, [], settings)
+    root = etree.fromstring(raw)
+    assert _schema().validate(root), _schema().error_log
+    ns = {"c": NS}
+    assert root.findtext("c:sent", namespaces=ns) == "2026-11-26T09:00:00+09:00"
+    assert [i.findtext("c:language", namespaces=ns) for i in root.findall("c:info", ns)] == [
+        "ja",
+        "en",
+    ]
+    assert root.findtext("c:info/c:parameter/c:valueName", namespaces=ns) == "警戒レベル"
+    message = parse(raw, settings.ward, LIMIT)
+    assert (message.identifier, message.sender, message.msg_type) == (
+        "a1",
+        "city.example.jp",
+        "Alert",
+    )
+    back = message.alert
+    assert (back["level"], back["hazard"], back["severity"]) == (4, "flood", "emergency")
+    assert back["areas"] == ["shakujii"]
+    assert back["translations"]["en"]["title"] == "Evacuation order"
+
+
+@pytest.mark.parametrize("severity", ["advisory", "warning", "emergency"])
+def test_severity_written_reads_back_the_same(settings: Settings, severity: str) -> None:
+    raw = written(published("a1", 0, severity=severity), [], settings)
+    assert parse(raw, settings.ward, LIMIT).alert["severity"] == severity
+
+
+def test_an_update_and_an_all_clear_reference_the_whole_chain(settings: Settings) -> None:
+    first = published("a1", 0, level=3)
+    update = published("a2", 5, level=4, type="update", references="a1")
+    clear = published("a3", 9, type="cancel", references="a2", areas=[])
+    raw = written(clear, [first, update], settings)
+    root = etree.fromstring(raw)
+    assert _schema().validate(root), _schema().error_log
+    message = parse(raw, settings.ward, LIMIT)
+    assert message.msg_type == "Cancel"
+    assert [r.identifier for r in message.references] == ["a1", "a2"]
+    refs = root.findtext(f"{{{NS}}}references")
+    assert refs == (
+        "city.example.jp,a1,2026-11-26T09:00:00+09:00 city.example.jp,a2,2026-11-26T09:05:00+09:00"
+    )
+    info = root.find(f"{{{NS}}}info")
+    assert info is not None
+    assert info.findtext(f"{{{NS}}}responseType") == "AllClear"
+    assert info.find(f"{{{NS}}}parameter") is None
+    assert info.findtext(f"{{{NS}}}area/{{{NS}}}geocode/{{{NS}}}value") == "131202"
+    assert parse(written(update, [first], settings), settings.ward, LIMIT).msg_type == "Update"
+
+
+def test_a_drill_is_an_exercise(settings: Settings) -> None:
+    raw = written(published("a1", 0, drill=True), [], settings)
+    assert parse(raw, settings.ward, LIMIT).status == "Exercise"
+
+
+@pytest.mark.parametrize("hazard", sorted(HAZARDS))
+def test_each_hazard_and_level_written_reads_back(settings: Settings, hazard: str) -> None:
+    raw = written(published("a1", 0, level=5, hazard=hazard), [], settings)
+    back = parse(raw, settings.ward, LIMIT).alert
+    assert (back["level"], back["hazard"]) == (5, hazard)

@@ -17,7 +17,7 @@ from notifier.runtime import Runtime
 from notifier.web import make_app
 from tests.conftest import Api, announcement, wait_for
 
-DOCUMENTED = re.compile(r"^/(api/|line/|healthz$|readyz$|metrics$)")
+DOCUMENTED = re.compile(r"^/(api/|line/|alerts\.atom$|alerts/|healthz$|readyz$|metrics$)")
 PAGES = re.compile(r"^/(console|subscribe|unsubscribe)(/|$)")  # HTML for people, left out
 
 
