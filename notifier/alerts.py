@@ -91,6 +91,16 @@ class AlertDesk:
             raise AlertRefused(409, "not_active", f"the alert is {as_text(state)}")
         return Alert.model_validate_json(notice, context={"ward": self.settings.ward})
 
+    async def listed_shelters(self, alert: Alert) -> list[ListedShelter]:
+        """The open shelters of the alert's areas designated for its hazard, as it lists
+        them (an all-clear lists none)."""
+        if alert.type == "cancel":
+            return []
+        return [
+            ListedShelter(name=s.name, address=s.address, map=s.map_url)
+            for s in await self.shelters.open_for(alert.areas, alert.hazard)
+        ]
+
     async def issue(
         self,
         alert: Alert,
@@ -106,11 +116,7 @@ class AlertDesk:
         before gets its alert as it stands now (``replay``)."""
         if alert.references:  # whether it is still active: the script says, after the key
             follow(await self.referenced(alert.references, active=False), alert)
-        if alert.type != "cancel":  # what it says of shelters is what was open as it went
-            alert.shelters = [
-                ListedShelter(name=s.name, address=s.address, map=s.map_url)
-                for s in await self.shelters.open_for(alert.areas, alert.hazard)
-            ]
+        alert.shelters = await self.listed_shelters(alert)  # what was open as it went
         alert.id = secrets.token_hex(8)
         alert.received_at = datetime.now(UTC)
         pending = self.settings.alert_approval

@@ -31,7 +31,7 @@ async def emergency(request: web.Request) -> web.Response:
     supersedes = request.query.get("supersedes")
     if supersedes:  # an update starts from the alert it replaces (a drill's is a drill)
         previous = await _replaced(request, session, supersedes)
-        fields = ("title", "body", "severity", "url", "drill", "areas")
+        fields = ("title", "body", "severity", "level", "hazard", "url", "drill", "areas")
         values = {**previous.model_dump(include=set(fields)), "supersedes": supersedes}
     return await _desk(request, session, values, {}, 200)
 
@@ -61,6 +61,7 @@ async def _desk(
     alerts = [a for a in alerts if a["kind"] == "alert" and a.get("state") in ("active", "pending")]
     for a in alerts:  # for the template's when
         a["created_at"] = datetime.fromisoformat(a["created"])
+    drafts = [d for d in await runtime.drafts.drafts.list(50) if d.state == "pending"]
     return page(
         request,
         "emergency.html",
@@ -69,6 +70,7 @@ async def _desk(
         values=values,
         errors=errors,
         alerts=alerts,
+        drafts=drafts,
         severities=SEVERITIES,
         done=request.query.get("done"),
     )
@@ -100,6 +102,7 @@ async def confirm(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     if alert.references:  # shown as it will go out: to everyone the alert it updates reached
         follow(await _replaced(request, session, alert.references), alert)
+    alert.shelters = await runtime.alerts.listed_shelters(alert)
     store, settings = runtime.subscribers, runtime.settings
     audience: dict[str, str] = {}
     for channel in alert.channels:  # by the channel's kind of audience, as dispatch goes
@@ -175,6 +178,35 @@ async def approve(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"{EMERGENCY}?done={issued.status}")
 
 
+async def approve_draft(request: web.Request) -> web.Response:
+    """A JMA draft goes out as an alert (its update, its all-clear), as the API's does."""
+    session = await need(request, "emergency")
+    draft_id = request.match_info["id"]
+    try:
+        issued = await request.app[RUNTIME].drafts.approve(draft_id, session.who.name)
+    except Invalid as e:
+        await audit(request, session.who, "draft.approve", draft_id, "invalid")
+        message = "、".join(e.fields.values())
+        raise _refused(request, session, AlertRefused(400, "invalid", message)) from None
+    except AlertRefused as e:
+        await audit(request, session.who, "draft.approve", draft_id, e.code)
+        raise _refused(request, session, e) from None
+    if not issued.replay:
+        await audit(request, session.who, "draft.approve", draft_id, "ok", alert=issued.id)
+    raise web.HTTPSeeOther(f"{EMERGENCY}?done={issued.status}")
+
+
+async def dismiss_draft(request: web.Request) -> web.Response:
+    session = await need(request, "emergency")
+    draft_id = request.match_info["id"]
+    try:
+        outcome = await request.app[RUNTIME].drafts.dismiss(draft_id)
+    except AlertRefused as e:
+        raise _refused(request, session, e) from None
+    await audit(request, session.who, "draft.dismiss", draft_id, outcome)
+    raise web.HTTPSeeOther(f"{EMERGENCY}?done=dismissed")
+
+
 async def subscribers(request: web.Request) -> web.Response:
     session = await need(request, "admin")
     return await _subscribers(request, session, {}, {}, 200)
@@ -248,6 +280,8 @@ def add_routes(app: web.Application) -> None:
     r.add_post(f"{EMERGENCY}/issue", issue)
     r.add_post("/console/alerts/{id}/cancel", call_off)
     r.add_post("/console/alerts/{id}/approve", approve)
+    r.add_post("/console/drafts/{id}/approve", approve_draft)
+    r.add_post("/console/drafts/{id}/dismiss", dismiss_draft)
     r.add_get("/console/subscribers", subscribers)
     r.add_post("/console/subscribers/print", register_print)
     r.add_get("/console/audit", audit_log)

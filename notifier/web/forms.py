@@ -46,6 +46,8 @@ DESK = {
     "title": "見出し",
     "body": "「何が起きたか・何をすべきか・どこへ行くか」",
     "severity": "緊急度",
+    "level": "警戒レベル",
+    "hazard": "災害の種類",
     "areas": "地域",
     "url": "リンク",
 }
@@ -115,9 +117,13 @@ def alert(form: MultiMapping[Any]) -> dict[str, Any]:
         "severity": text(form, "severity"),
         "areas": chosen(form, "areas"),
     }
-    for name in ("url", "supersedes"):
+    for name in ("url", "supersedes", "hazard"):
         if text(form, name):
             data[name] = text(form, name)
+    level = text(form, "level")
+    if level:  # the level decides the severity, as in the API
+        data["level"] = int(level) if level.isdigit() else level
+        data.pop("severity")
     return data
 
 

@@ -83,7 +83,17 @@ def document(settings: Settings) -> dict[str, Any]:
     }
 
 
-TAGS = ("announcements", "alerts", "drafts", "intake", "subscribers", "audit", "line", "service")
+TAGS = (
+    "announcements",
+    "alerts",
+    "drafts",
+    "shelters",
+    "intake",
+    "subscribers",
+    "audit",
+    "line",
+    "service",
+)
 ERRORS = {
     400: ("BadRequest", "Invalid: `fields` names each bad field (or the JSON is bad)."),
     401: ("Unauthenticated", "No token, or an unknown or revoked one."),
@@ -363,6 +373,41 @@ def _paths(settings: Settings) -> dict[str, Schema]:
                 role="emergency",
                 errors=(401, 403, 404, 409),
                 description="By the token that asked → 403 `same_person`; not waiting → 409.",
+            ),
+        },
+        "/api/shelters": {
+            "get": _op(
+                "shelters",
+                "listShelters",
+                "The ward's shelters, and which are open",
+                {200: _ok("Shelters.", _list("shelters", _schema("Shelter")))},
+                role="staff",
+                errors=(401, 403),
+                description="Imported with `notifier shelters import FILE.csv` (the national"
+                " open-data format; README). An alert lists the open ones of its areas"
+                " designated for its hazard.",
+            ),
+        },
+        "/api/shelters/{id}/open": {
+            "parameters": [id_],
+            "post": _op(
+                "shelters",
+                "openShelter",
+                "Open a shelter (opening an open one keeps when it opened)",
+                {200: _ok("The shelter.", _schema("Shelter"))},
+                role="emergency",
+                errors=(401, 403, 404),
+            ),
+        },
+        "/api/shelters/{id}/close": {
+            "parameters": [id_],
+            "post": _op(
+                "shelters",
+                "closeShelter",
+                "Close a shelter",
+                {200: _ok("The shelter.", _schema("Shelter"))},
+                role="emergency",
+                errors=(401, 403, 404),
             ),
         },
         "/api/drafts": {
@@ -807,6 +852,24 @@ def _schemas(settings: Settings) -> dict[str, Schema]:
                 "state": {"enum": ["pending", "approved", "dismissed"]},
                 "alert_id": _NULLABLE,
                 "created": _STRING,
+            }
+        ),
+        "Shelter": _object(
+            {
+                "id": _STRING,
+                "name": _STRING,
+                "address": _STRING,
+                "lat": {"type": "number"},
+                "lon": {"type": "number"},
+                "area": {"enum": ward.area_codes},
+                "hazards": {"type": "array", "items": {"enum": list(HAZARDS)}},
+                "also_shelter": {
+                    "type": "boolean",
+                    "description": "A 指定緊急避難場所 that is also a 指定避難所.",
+                },
+                "open": {"type": "boolean"},
+                "opened_at": {**_NULLABLE, "description": "When it was opened (RFC 3339)."},
+                "map_url": {**_STRING, "description": "The shelter on the GSI's map."},
             }
         ),
         "Dismissed": _object({"id": _STRING, "state": {"const": "dismissed"}}),

@@ -9,6 +9,8 @@ from urllib.parse import quote
 from aiohttp import web
 
 from notifier import channel_registry
+from notifier.hazards import HAZARDS
+from notifier.levels import LEVELS
 from notifier.web.guard import audit
 from notifier.web.http import RUNTIME, Refused, read_form
 from notifier.web.session import Session, csrf_ok, current
@@ -31,6 +33,8 @@ def page(
         role_names=ROLE_NAMES,
         path=request.path,
         channels=channel_registry.names(),
+        levels=LEVELS,
+        hazards=HAZARDS,
         **values,
     )
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")

@@ -510,3 +510,45 @@ async def test_the_list_says_why_a_channel_waits(
         assert f"夜間のため{until}まで保留" in page
         await runtime.redis.set(runtime.keys.paused("line"), "monthly limit")
         assert await line_waits() == "一時停止中"
+
+
+async def test_the_desk_issues_a_level_and_approves_or_dismisses_the_jmas_drafts(
+    console: Console, runtime: Runtime, tokens: dict[str, str], settings: Settings
+) -> None:
+    from notifier.jma import parse
+    from tests.notifier.test_jma_drafts import SPECS
+
+    await console.sign_in(token=tokens["emergency"])
+    _, page, _ = await console.get("/console/emergency")
+    assert "警戒レベル4</span> 避難指示" in page and "崖崩れ、土石流及び地滑り" in page
+    form = [("title", "高齢者等避難"), ("body", "お年寄りは避難してください。"), ("level", "3")]
+    form += [("severity", "advisory"), ("hazard", "flood")]  # the level decides the severity
+    status, page, _ = await console.post("/console/emergency/confirm", form)
+    assert status == 200 and "警戒レベル3 高齢者等避難" in page and "災害の種類：洪水" in page
+    status, _, _ = await console.post("/console/emergency/issue", form)
+    assert status == 303
+    (issued,) = await runtime.notices.list()
+    assert (issued["notice"]["level"], issued["notice"]["severity"]) == (3, "warning")
+    assert issued["notice"]["hazard"] == "flood"
+
+    local = settings.model_copy(update={"jma_areas": ["0121400"]})
+    store = runtime.drafts.drafts
+    store.settings = local
+    raw = (SPECS / "15_16_01_241031_VPWW56.xml").read_bytes()
+    draft = await store.take(parse(raw), "https://www.data.jma.go.jp/x/VPWW56.xml")
+    assert draft is not None
+    _, page, _ = await console.get("/console/emergency")
+    assert (
+        f'id="draft-{draft.id}"' in page
+        and 'href="https://www.data.jma.go.jp/x/VPWW56.xml"' in page
+    )
+    assert "警戒レベル4 避難指示" in page
+    status, _, r = await console.post(f"/console/drafts/{draft.id}/dismiss")
+    assert status == 303 and r.headers["Location"] == "/console/emergency?done=dismissed"
+    assert (await store.get(draft.id)).state == "dismissed"  # type: ignore[union-attr]
+    _, page, _ = await console.get("/console/emergency?done=dismissed")
+    assert f'id="draft-{draft.id}"' not in page and "下書きを見送りました" in page
+    status, page, _ = await console.post(f"/console/drafts/{draft.id}/approve")
+    assert status == 409 and len(await runtime.notices.list()) == 1  # dismissed: never sent
+    actions = [e["action"] for e in await runtime.audit.recent()]
+    assert actions[:2] == ["draft.approve", "draft.dismiss"]

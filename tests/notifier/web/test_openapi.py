@@ -18,7 +18,7 @@ from notifier.web import make_app
 from tests.conftest import Api, announcement, wait_for
 
 DOCUMENTED = re.compile(r"^/(api/|line/|alerts\.atom$|alerts/|healthz$|readyz$|metrics$)")
-PAGES = re.compile(r"^/(console|subscribe|unsubscribe)(/|$)")  # HTML for people, left out
+PAGES = re.compile(r"^/(console|subscribe|unsubscribe|shelters)(/|$)")  # HTML for people, left out
 
 
 @pytest.fixture
