@@ -8,6 +8,7 @@ session's role; every form carries the session's CSRF token.
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,10 +25,10 @@ from notifier.render import TEMPLATES_DIR
 from notifier.tokens import Token, digest
 from notifier.web import forms
 from notifier.web.guard import audit, over
-from notifier.web.http import RUNTIME, Refused, json_response, mark_held, read_form
+from notifier.web.http import RUNTIME, Refused, json_response, read_form
 from notifier.web.pages import need, page
 from notifier.web.session import csrf_ok, end, keep_signin_csrf, signin_csrf, start
-from notifier.when import local_time
+from notifier.web.views import NoticeRow, notice_row
 
 log = logging.getLogger(__name__)
 HOME = "/console/notices"
@@ -128,31 +129,23 @@ async def progress(request: web.Request) -> web.Response:
     return json_response(
         {
             "notices": [
-                {"id": n["id"], "status": n["status"], "progress": n["progress"]} for n in items
+                {
+                    "id": n.id,
+                    "status": n.status,
+                    "progress": {c: asdict(p) for c, p in n.progress.items()},
+                }
+                for n in items
             ]
         }
     )
 
 
-async def _listed(request: web.Request) -> list[dict[str, Any]]:
-    """The latest notices, with their times for the templates' ``when`` and why a channel
-    waits (paused, or the night's quiet hours, until a time in the ward's words)."""
+async def _listed(request: web.Request) -> list[NoticeRow]:
+    """The latest notices, as the list shows them (notifier/web/views.py)."""
     runtime = request.app[RUNTIME]
-    settings = runtime.settings
-    items = await runtime.notices.list(None, 100)
+    views = await runtime.notices.list(None, 100)
     paused, now = await runtime.notices.paused(), datetime.now(UTC)
-    for item in items:
-        item["created_at"] = datetime.fromisoformat(item["created"])
-        when = item["notice"].get("publish_at")  # an announcement's schedule; alerts have none
-        item["scheduled"] = datetime.fromisoformat(when) if when else None
-        mark_held(item, settings, now)
-        for channel, progress in item["progress"].items():
-            if channel in paused and progress["pending"]:
-                progress["waits"] = "一時停止中"
-            elif "held_until" in progress:
-                until = local_time(datetime.fromisoformat(progress["held_until"]), settings.tz)
-                progress["waits"] = f"夜間のため{until}まで保留"
-    return items
+    return [notice_row(v, runtime.settings, paused, now) for v in views]
 
 
 async def cancel(request: web.Request) -> web.Response:

@@ -19,6 +19,7 @@ from notifier.web.guard import audit
 from notifier.web.http import RUNTIME, Refused, read_form
 from notifier.web.pages import need, page
 from notifier.web.session import Session
+from notifier.web.views import notice_row
 
 log = logging.getLogger(__name__)
 EMERGENCY = "/console/emergency"
@@ -57,10 +58,13 @@ async def _desk(
     status: int,
 ) -> web.Response:
     runtime = request.app[RUNTIME]
-    alerts = await runtime.notices.list(None, 200)
-    alerts = [a for a in alerts if a["kind"] == "alert" and a.get("state") in ("active", "pending")]
-    for a in alerts:  # for the template's when
-        a["created_at"] = datetime.fromisoformat(a["created"])
+    stored = await runtime.notices.list(None, 200)
+    now = datetime.now(UTC)
+    alerts = [
+        notice_row(a, runtime.settings, {}, now)
+        for a in stored
+        if a["kind"] == "alert" and a.get("state") in ("active", "pending")
+    ]
     drafts = [d for d in await runtime.drafts.drafts.list(50) if d.state == "pending"]
     return page(
         request,
