@@ -97,7 +97,7 @@ REGISTRY: dict[str, ChannelSpec] = {
         ChannelSpec(
             "print",
             "channels.print:PrintChannel",
-            "郵送（印刷版）",
+            "印刷",
             "areas",
             address="postal",
             live=False,

@@ -227,7 +227,7 @@ async def _subscribers(
     counts = await runtime.subscribers.breakdown()
     ward = runtime.settings.ward
     labels = {
-        "channel": ("配信先", {"line": "LINE", "email": "メール", "print": "郵送（印刷版）"}),
+        "channel": ("配信先", {n: s.label for n, s in REGISTRY.items() if s.address}),
         "area": ("地域", {a.code: a.name for a in ward.areas}),
         "topic": ("分野", {t.code: t.name for t in ward.topics}),
         "language": ("言語", {lang.code: lang.name for lang in ward.languages}),

@@ -33,6 +33,7 @@ def page(
         role_names=ROLE_NAMES,
         path=request.path,
         channels=channel_registry.names(),
+        channel_labels={n: s.label for n, s in channel_registry.REGISTRY.items()},
         levels=LEVELS,
         hazards=HAZARDS,
         **values,
