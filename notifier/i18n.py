@@ -14,9 +14,6 @@ from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
-
 from notifier.config import PROJECT_ROOT
 
 CATALOGUES = PROJECT_ROOT / "templates" / "i18n"
@@ -59,6 +56,9 @@ def catalogue_path(lang: str) -> Path:
 def translations(lang: str) -> gettext.NullTranslations:
     """The language's messages; Japanese (the messages as written) where there is no
     catalogue, or the catalogue has no translation of a message."""
+    from babel.messages.mofile import write_mo  # only to say something: not at import
+    from babel.messages.pofile import read_po
+
     path = catalogue_path(lang)
     if lang == SOURCE or not path.is_file():
         return gettext.NullTranslations()
