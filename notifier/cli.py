@@ -196,7 +196,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace, announce: str = "") ->
 
 
 def cmd_subscribers_import(settings: Settings, args: argparse.Namespace) -> int:
-    from notifier.subscribers import ImportRefused, parse_csv
+    from notifier.csv_import import ImportRefused
+    from notifier.subscribers import parse_csv
 
     try:
         text = args.file.read_text(encoding="utf-8")
@@ -208,10 +209,7 @@ def cmd_subscribers_import(settings: Settings, args: argparse.Namespace) -> int:
         try:
             subscribers = parse_csv(text, rt.subscribers)
         except ImportRefused as e:
-            for line in e.errors:
-                print(f"{args.file}: {line}", file=sys.stderr)
-            print(f"notifier: {e}", file=sys.stderr)
-            return 1
+            return cli_settings.refused(args.file, e)
         results = await rt.subscribers.save(subscribers)
         new = sum(1 for _, created in results if created)
         await rt.audit.local("subscribers.import", "csv", "ok", count=len(results), new=new)

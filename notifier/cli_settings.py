@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     # what add_subparsers() returns, to which each module adds its commands
     Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
     from notifier.config import Settings
+    from notifier.csv_import import ImportRefused
 
 PREFIX = "NOTIFIER_"
 ALWAYS = ("NOTIFIER_REDIS_URL", "NOTIFIER_REDIS_PREFIX")  # shown even when not set here
@@ -73,3 +75,11 @@ def for_another_terminal(settings: Settings, args: argparse.Namespace) -> str:
     if secret:
         lines.append(f"notifier: set {', '.join(secret)} there too, as here (not shown)")
     return "\n".join(lines)
+
+
+def refused(path: Path, error: ImportRefused) -> int:
+    """Say each bad line of an import file, and that nothing was imported: exit status 1."""
+    for line in error.errors:
+        print(f"{path}: {line}", file=sys.stderr)
+    print(f"notifier: {error}", file=sys.stderr)
+    return 1

@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from notifier import cli_settings
+
 if TYPE_CHECKING:
     from notifier.audit import AuditLog
     from notifier.cli_settings import Subcommands
@@ -57,7 +59,8 @@ def with_shelters(settings: Settings, job: Job) -> int:
 
 
 def import_file(settings: Settings, args: argparse.Namespace) -> int:
-    from notifier.shelters import ShelterImportRefused, decode, parse_csv
+    from notifier.csv_import import ImportRefused
+    from notifier.shelters import decode, parse_csv
 
     try:
         text = decode(args.file.read_bytes())
@@ -66,11 +69,8 @@ def import_file(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     try:
         shelters = parse_csv(text, settings.ward)
-    except ShelterImportRefused as e:
-        for line in e.errors:
-            print(f"{args.file}: {line}", file=sys.stderr)
-        print(f"notifier: {e}", file=sys.stderr)
-        return 1
+    except ImportRefused as e:
+        return cli_settings.refused(args.file, e)
 
     async def job(store: ShelterStore, audit: AuditLog) -> int:
         stored, kept = await store.replace(shelters)

@@ -28,6 +28,7 @@ from redis.exceptions import WatchError
 from redis.typing import EncodableT, FieldT
 
 from notifier.config import Ward
+from notifier.csv_import import ImportRefused
 from notifier.hazards import HAZARDS
 from notifier.keys import Keys
 from notifier.streams import as_text, multi
@@ -48,14 +49,6 @@ SHELTER_ID = re.compile(r"^[0-9A-Za-z_-]{1,40}$")
 # the ward is in Tokyo: a point far outside Japan is a swapped or mistyped coordinate
 LATITUDES, LONGITUDES = (20.0, 46.0), (122.0, 154.0)
 MAX_NAME, MAX_ADDRESS, MAX_ROWS = 100, 200, 5000
-
-
-class ShelterImportRefused(ValueError):
-    """A CSV file with bad rows; ``errors`` has one line per problem."""
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__(f"{len(errors)} problem(s); nothing was imported")
-        self.errors = errors
 
 
 @dataclass(frozen=True)
@@ -110,7 +103,7 @@ def decode(raw: bytes) -> str:
 
 
 def parse_csv(text: str, ward: Ward) -> list[Shelter]:
-    """Check every row; raise ShelterImportRefused naming each bad line (its number, the
+    """Check every row; raise ImportRefused naming each bad line (its number, the
     column, what is wrong: never more of the value than needed), else return them all."""
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
     header = [h.strip() for h in next(reader, [])]
@@ -123,7 +116,7 @@ def parse_csv(text: str, ward: Ward) -> list[Shelter]:
         else:
             where[field] = found
     if missing:
-        raise ShelterImportRefused([f"line 1: no column {m}" for m in missing])
+        raise ImportRefused([f"line 1: no column {m}" for m in missing])
     hazard_at = {code: _index(header, f"災害種別_{suffix}") for code, suffix in HAZARDS.items()}
     also_at = next((header.index(n) for n in ALSO_SHELTER if n in header), None)
     areas = {a.code: a.code for a in ward.areas} | {a.name: a.code for a in ward.areas}
@@ -164,7 +157,7 @@ def parse_csv(text: str, ward: Ward) -> list[Shelter]:
     if not shelters and not errors:
         errors.append("line 2: no shelters in the file")
     if errors:
-        raise ShelterImportRefused(errors)
+        raise ImportRefused(errors)
     return shelters
 
 

@@ -22,6 +22,7 @@ from redis.typing import EncodableT, FieldT
 from notifier import channel_registry
 from notifier.config import Settings
 from notifier.crypto import Sealer
+from notifier.csv_import import ImportRefused
 from notifier.keys import ALL, Keys
 from notifier.models import Subscriber, field_errors
 from notifier.recipients import Recipients
@@ -29,14 +30,6 @@ from notifier.states import Scripts
 from notifier.streams import as_text
 
 CSV_HEADER = ["channel", "address", "name", "areas", "topics", "language"]
-
-
-class ImportRefused(ValueError):
-    """A CSV file with bad rows; ``errors`` has one line per problem."""
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__(f"{len(errors)} problem(s); nothing was imported")
-        self.errors = errors
 
 
 @dataclass(frozen=True)

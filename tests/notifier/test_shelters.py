@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from notifier.config import PROJECT_ROOT, Settings
+from notifier.csv_import import ImportRefused
 from notifier.runtime import Runtime
-from notifier.shelters import Shelter, ShelterImportRefused, ShelterStore, decode, parse_csv
+from notifier.shelters import Shelter, ShelterStore, decode, parse_csv
 
 HEADER = (
     "全国地方公共団体コード,ID,名称,所在地_連結表記,緯度,経度,災害種別_洪水,"
@@ -56,7 +57,7 @@ def test_every_bad_line_is_reported_by_number_and_column(settings: Settings) -> 
         PARK,
         "131202,9,列が多い,東京都練馬区,35.74,139.65,,,,1,,,,,,nerima,余り",
     )
-    with pytest.raises(ShelterImportRefused) as refused:
+    with pytest.raises(ImportRefused) as refused:
         parse_csv(text, settings.ward)
     assert refused.value.errors == [
         "line 3: ID: 1 is on line 2 too",
@@ -72,13 +73,13 @@ def test_every_bad_line_is_reported_by_number_and_column(settings: Settings) -> 
 
 
 def test_a_file_without_the_columns_it_needs_is_refused_at_its_header(settings: Settings) -> None:
-    with pytest.raises(ShelterImportRefused) as refused:
+    with pytest.raises(ImportRefused) as refused:
         parse_csv("ID,名称,緯度,経度\n1,公園,35.7,139.6\n", settings.ward)
     assert refused.value.errors == [
         "line 1: no column 所在地_連結表記 or 住所",
         "line 1: no column 地区",
     ]
-    with pytest.raises(ShelterImportRefused, match="1 problem"):
+    with pytest.raises(ImportRefused, match="1 problem"):
         parse_csv(HEADER + "\n", settings.ward)
 
 

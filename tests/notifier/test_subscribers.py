@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from notifier.csv_import import ImportRefused
 from notifier.runtime import Runtime
-from notifier.subscribers import ImportRefused, parse_csv
+from notifier.subscribers import parse_csv
 from tests.conftest import subscriber_counts
 
 GOOD = """channel,address,name,areas,topics,language
